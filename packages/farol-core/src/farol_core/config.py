@@ -1,0 +1,101 @@
+"""Config files (YAML or JSON) validated by the JSON Schemas shipped in `farol_core/schemas`.
+
+The schemas are the one place where defaults live: `load_config` fills every default the
+schema declares, then validates, and reports every problem at once.
+"""
+
+import copy
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from farol_core.errors import FarolError
+
+
+class ConfigError(FarolError):
+    """A config that failed validation; `problems` lists every failure."""
+
+    def __init__(self, source: str, problems: list[str]):
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"Invalid config {source} ({len(problems)} problem(s)):\n{lines}")
+        self.problems = problems
+
+
+def load_schema(name: str) -> dict:
+    """The shipped JSON Schema `name` (e.g. "train")."""
+    text = resources.files("farol_core.schemas").joinpath(f"{name}.schema.json").read_text()
+    return json.loads(text)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Parse a YAML or JSON config file into a dict, with a clear error if it can't."""
+    path = Path(path)
+    if not path.is_file():
+        raise FarolError(f"Config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise FarolError(f"Config file {path} could not be parsed: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise FarolError(f"Config file {path} must hold a mapping at the top level")
+    return data
+
+
+def load_config(
+    schema_name: str,
+    source: str | Path | dict | None = None,
+    overrides: dict | None = None,
+) -> dict:
+    """Resolve a config: file or dict, then `overrides` (None values ignored), then defaults."""
+    if isinstance(source, dict):
+        data, label = copy.deepcopy(source), "<dict>"
+    elif source is None:
+        data, label = {}, "<defaults>"
+    else:
+        data, label = read_config_file(source), str(source)
+    merge(data, overrides or {})
+    schema = load_schema(schema_name)
+    fill_defaults(schema, data)
+    validate(schema, data, label)
+    return data
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """Deep-merge `overrides` into `base` in place, skipping None values."""
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            base[key] = merge(base[key] if isinstance(base.get(key), dict) else {}, value)
+        else:
+            base[key] = value
+    return base
+
+
+def fill_defaults(schema: dict, data: dict) -> None:
+    """Set each missing property that declares a default; recurse into nested objects."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in data and "default" in sub:
+            data[key] = copy.deepcopy(sub["default"])
+        if sub.get("type") == "object" and isinstance(data.get(key, {}), dict):
+            data.setdefault(key, {})
+            fill_defaults(sub, data[key])
+
+
+def validate(schema: dict, data: Any, label: str = "<config>") -> None:
+    """Raise ConfigError listing every schema violation in `data`."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError(label, [_describe(e) for e in errors])
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    return f"{where}: {error.message}"

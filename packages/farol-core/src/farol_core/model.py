@@ -1,0 +1,70 @@
+"""Model and adapter loading on top of `mlx_lm.load`, with errors a user can act on."""
+
+import json
+from pathlib import Path
+
+from mlx_lm import load
+
+from farol_core import template
+from farol_core.errors import FarolError
+
+ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
+
+
+def check_model_dir(path: str | Path) -> Path:
+    """The model folder, or a FarolError saying what is missing and how to make it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FarolError(
+            f"Model not found: {path}",
+            hint="create the embedded one with `invoke tiny-model quantize`, or pass --model",
+        )
+    if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
+        raise FarolError(
+            f"{path} is not a model folder (it needs config.json and *.safetensors)",
+            hint="convert a Hugging Face model with `invoke quantize --model PATH`",
+        )
+    return path
+
+
+def check_adapter_dir(path: str | Path) -> Path:
+    """The adapter folder, or a FarolError naming the missing file."""
+    path = Path(path)
+    missing = [f for f in ADAPTER_FILES if not (path / f).is_file()]
+    if missing:
+        raise FarolError(
+            f"No adapter at {path} (missing {', '.join(missing)})",
+            hint="train one with `invoke train`, or leave out --adapter-path for the base model",
+        )
+    return path
+
+
+def load_model(model_path: str | Path, adapter_path: str | Path | None = None):
+    """(model, tokenizer) via `mlx_lm.load`, with Farol's chat template installed."""
+    model_path = check_model_dir(model_path)
+    if adapter_path is not None:
+        adapter_path = str(check_adapter_dir(adapter_path))
+    try:
+        model, tokenizer = load(str(model_path), adapter_path=adapter_path)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        raise FarolError(f"Could not load {model_path}: {e}") from None
+    template.install(tokenizer)
+    return model, tokenizer
+
+
+def model_facts(model_path: str | Path) -> dict:
+    """Architecture, quantization and size on disk of a model folder, from its files alone."""
+    path = check_model_dir(model_path)
+    config = json.loads((path / "config.json").read_text())
+    quant = config.get("quantization") or config.get("quantization_config") or {}
+    return {
+        "path": str(path),
+        "model_type": config.get("model_type"),
+        "hidden_size": config.get("hidden_size"),
+        "num_hidden_layers": config.get("num_hidden_layers"),
+        "vocab_size": config.get("vocab_size"),
+        "quantization": {"bits": quant.get("bits"), "group_size": quant.get("group_size")}
+        if quant
+        else None,
+        "size_bytes": sum(f.stat().st_size for f in path.glob("*.safetensors")),
+    }

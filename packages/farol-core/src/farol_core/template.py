@@ -1,0 +1,74 @@
+"""The one chat template Farol uses for training, evaluation and inference.
+
+It is the Mistral instruct layout (`<s>[INST] question [/INST] answer</s>`), with an optional
+system message folded into the first user turn. Farol installs it on every tokenizer it loads,
+and writes it next to the models it quantizes, so mlx-lm's own tools format prompts the same way.
+"""
+
+from collections.abc import Sequence
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% set ns = namespace(system='') %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{% set ns.system = message['content'] + '\\n\\n' %}"
+    "{% elif message['role'] == 'user' %}"
+    "{{ '[INST] ' + ns.system + message['content'] + ' [/INST]' }}{% set ns.system = '' %}"
+    "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+
+ROLES = ("system", "user", "assistant")
+
+
+def install(tokenizer) -> None:
+    """Make `tokenizer.apply_chat_template` use Farol's template."""
+    tokenizer.chat_template = CHAT_TEMPLATE
+
+
+def to_messages(prompt_or_messages: str | Sequence[dict], system: str | None = None) -> list[dict]:
+    """A question string or an OpenAI-style message list, as a message list."""
+    if isinstance(prompt_or_messages, str):
+        messages = [{"role": "user", "content": prompt_or_messages}]
+    else:
+        messages = [{"role": m["role"], "content": m["content"]} for m in prompt_or_messages]
+    if system and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+def render(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = False) -> str:
+    """The prompt text for `messages`, beginning with the BOS token."""
+    return tokenizer.apply_chat_template(
+        list(messages),
+        chat_template=CHAT_TEMPLATE,
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+    )
+
+
+def encode(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = False) -> list[int]:
+    """Token ids of `render(...)`; the template already holds BOS, so none is added."""
+    text = render(tokenizer, messages, add_generation_prompt)
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def encode_for_training(tokenizer, messages: Sequence[dict]) -> tuple[list[int], int]:
+    """(tokens, offset): the whole conversation, and where its last answer starts.
+
+    Tokens before `offset` are the prompt, which prompt masking leaves out of the loss.
+    """
+    if not messages or messages[-1]["role"] != "assistant":
+        raise ValueError("a training conversation must end with an assistant message")
+    tokens = encode(tokenizer, messages)
+    prompt = encode(tokenizer, messages[:-1], add_generation_prompt=True)
+    return tokens, _common_prefix(prompt, tokens)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    # Byte-level BPE can merge across the prompt/answer seam; never count past the first mismatch.
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

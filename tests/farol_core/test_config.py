@@ -1,0 +1,44 @@
+from pathlib import Path
+
+import pytest
+from farol_core.config import ConfigError, load_config, load_schema
+from farol_core.errors import FarolError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_come_from_the_schema():
+    cfg = load_config("train")
+    schema = load_schema("train")
+    assert cfg["lora"]["rank"] == schema["properties"]["lora"]["properties"]["rank"]["default"]
+    assert cfg["training"]["mask_prompt"] is True
+
+
+def test_overrides_merge_and_none_is_ignored():
+    cfg = load_config("train", {"training": {"iters": 7}}, {"training": {"batch_size": 2},
+                                                           "seed": None})
+    assert (cfg["training"]["iters"], cfg["training"]["batch_size"], cfg["seed"]) == (7, 2, 0)
+
+
+def test_every_problem_is_reported_at_once():
+    bad = {"lora": {"rank": 0, "dropout": 2}, "training": {"iters": "many"}, "typo": 1}
+    with pytest.raises(ConfigError) as err:
+        load_config("train", bad)
+    assert len(err.value.problems) == 4
+    text = str(err.value)
+    for where in ("lora.rank", "lora.dropout", "training.iters", "typo"):
+        assert where in text
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    load_config("train", path)
+
+
+def test_unreadable_config_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lora: [unclosed")
+    with pytest.raises(FarolError, match="could not be parsed"):
+        load_config("train", bad)
+    with pytest.raises(FarolError, match="not found"):
+        load_config("train", tmp_path / "missing.yaml")

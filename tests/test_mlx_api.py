@@ -1,0 +1,80 @@
+"""Every mlx and mlx-lm function, class and parameter Farol calls, checked by signature.
+
+mlx-lm has renamed and reshaped these between releases (`load(q_config=...)`, `LoRA.from_model`,
+`linear_to_lora_layers(..., lora_rank=...)`), which is what broke the user's old scripts. When
+an upgrade breaks one, the failing test names the call.
+"""
+
+import dataclasses
+import inspect
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import pytest
+
+# (dotted path, parameters Farol passes by name or position, in order where position matters)
+CALLS = [
+    ("mlx_lm.load", ["path_or_hf_repo", "tokenizer_config", "model_config", "adapter_path"]),
+    ("mlx_lm.convert", ["hf_path", "mlx_path", "quantize", "q_group_size", "q_bits"]),
+    ("mlx_lm.stream_generate", ["model", "tokenizer", "prompt", "max_tokens"]),
+    ("mlx_lm.batch_generate", ["model", "tokenizer", "prompts", "max_tokens"]),
+    ("mlx_lm.tuner.utils.linear_to_lora_layers", ["model", "num_layers", "config"]),
+    ("mlx_lm.utils.load_adapters", ["model", "adapter_path"]),
+    ("mlx_lm.tuner.trainer.grad_checkpoint", ["layer"]),
+    ("mlx_lm.sample_utils.make_sampler", ["temp", "top_p"]),
+    ("mlx_lm.generate.generate_step", ["prompt", "model", "max_tokens", "sampler"]),
+]
+
+
+def _resolve(dotted: str):
+    module_name, _, attr = dotted.rpartition(".")
+    module = __import__(module_name, fromlist=[attr])
+    assert hasattr(module, attr), f"{dotted} is gone: Farol calls it"
+    return getattr(module, attr)
+
+
+@pytest.mark.parametrize(("dotted", "params"), CALLS, ids=[c[0] for c in CALLS])
+def test_call_signature(dotted, params):
+    fn = _resolve(dotted)
+    found = list(inspect.signature(fn).parameters)
+    missing = [p for p in params if p not in found]
+    assert not missing, f"{dotted}{inspect.signature(fn)} no longer takes {missing}"
+    positions = [found.index(p) for p in params]
+    assert positions == sorted(positions), f"{dotted}: parameter order changed: {found}"
+
+
+def test_generation_step_dataclass_fields():
+    from mlx_lm.generate import GenerationResponse
+
+    fields = {f.name for f in dataclasses.fields(GenerationResponse)}
+    needed = {"text", "token", "prompt_tokens", "prompt_tps", "generation_tokens",
+              "generation_tps", "peak_memory", "finish_reason"}
+    assert needed <= fields, f"GenerationResponse lost {needed - fields}"
+
+
+def test_lora_config_keys_and_adapter_loading_contract(tmp_path):
+    from mlx_lm.models import llama
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    args = llama.ModelArgs.from_dict({
+        "model_type": "mistral", "hidden_size": 64, "num_hidden_layers": 2,
+        "intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "vocab_size": 32, "rms_norm_eps": 1e-5})
+    model = llama.Model(args)
+    model.freeze()
+    linear_to_lora_layers(model, 1, {"rank": 2, "scale": 10.0, "dropout": 0.0,
+                                     "keys": ["self_attn.q_proj"]})
+    names = [k for k, _ in __import__("mlx.utils").utils.tree_flatten(
+        model.trainable_parameters())]
+    assert names == ["model.layers.1.self_attn.q_proj.lora_a",
+                     "model.layers.1.self_attn.q_proj.lora_b"]
+
+
+def test_mlx_core_calls():
+    for name in ("compile", "checkpoint", "get_peak_memory", "reset_peak_memory",
+                 "set_memory_limit", "save_safetensors", "load", "default_device", "device_info"):
+        assert hasattr(mx, name), f"mlx.core.{name} is gone: Farol calls it"
+    assert hasattr(nn, "value_and_grad") and hasattr(nn.losses, "cross_entropy")
+    for name in ("AdamW", "cosine_decay", "linear_schedule", "join_schedules"):
+        assert hasattr(optim, name), f"mlx.optimizers.{name} is gone: Farol calls it"
