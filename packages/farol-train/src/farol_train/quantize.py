@@ -1,0 +1,51 @@
+"""Quantize a Hugging Face layout model into MLX format through mlx-lm's `convert`."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from farol_core.errors import FarolError
+from farol_core.model import check_model_dir
+from farol_core.template import CHAT_TEMPLATE
+from mlx_lm import convert
+
+
+def quantize(model: str | Path, out: str | Path, bits: int = 4, group_size: int = 64,
+             force: bool = False) -> Path:
+    """Write a `bits`-bit copy of `model` (a folder, or a Hugging Face repo id) to `out`.
+
+    The output appears whole or not at all, and Farol's chat template is written beside it
+    so that mlx-lm's own tools prompt the model the way Farol trained it.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise FarolError(f"{out} already exists", hint="pass --force to replace it")
+    source = str(check_model_dir(model)) if _is_local(model) else str(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    target = staging / "model"
+    try:
+        _convert(source, target, bits, group_size)
+        (target / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+        if out.exists():
+            shutil.rmtree(out)
+        target.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _is_local(model: str | Path) -> bool:
+    # "org/name" with no such folder here is a Hub id; anything else is a local path.
+    text = str(model)
+    return Path(text).exists() or text.startswith((".", "/", "~")) or text.count("/") != 1
+
+
+def _convert(source: str, target: Path, bits: int, group_size: int) -> None:
+    try:
+        convert(source, str(target), quantize=True, q_bits=bits, q_group_size=group_size)
+    except ValueError as e:
+        raise FarolError(f"Could not quantize {source}: {e}",
+                         hint="group_size must divide the model's hidden size") from None
+    except OSError as e:
+        raise FarolError(f"Could not read or download {source}: {e}") from None
