@@ -1,0 +1,49 @@
+"""`farol-bridge` and `farol-ask`: parse options and call farol_bridge's public functions."""
+
+import json
+import sys
+
+import click
+from farol_core.errors import exit_on_error
+
+from farol_bridge.ask import ask
+from farol_bridge.server import Bridge, protocol_stdout, serve
+
+
+@click.group()
+def main():
+    """Serve a model to other programs over stdin/stdout."""
+
+
+@main.command("serve")
+@click.option("--model", required=True, envvar="FAROL_MODEL", help="Model folder (MLX layout).")
+@click.option("--adapter-path", default=None, envvar="FAROL_ADAPTER", help="Adapter folder.")
+@click.option("--max-prompt-tokens", type=click.IntRange(min=1), default=None)
+@click.option("--max-tokens-cap", type=click.IntRange(min=1), default=None)
+@exit_on_error
+def serve_cmd(model, adapter_path, max_prompt_tokens, max_tokens_cap):
+    """Load the model once, then answer one JSON request per stdin line."""
+    with protocol_stdout() as out:
+        bridge = Bridge(model, adapter_path, max_prompt_tokens=max_prompt_tokens,
+                        max_tokens_cap=max_tokens_cap)
+        status = serve(bridge, sys.stdin.buffer, out)
+    sys.exit(status)
+
+
+@click.command()
+@click.argument("question")
+@click.option("--model", required=True, envvar="FAROL_MODEL", help="Model folder (MLX layout).")
+@click.option("--adapter-path", default=None, envvar="FAROL_ADAPTER", help="Adapter folder.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None)
+@click.option("--temperature", type=click.FloatRange(min=0), default=None)
+def ask_main(question, model, adapter_path, max_tokens, temperature):
+    """Answer QUESTION and print {"prompt", "response", "status"} as JSON."""
+    with protocol_stdout() as out:
+        try:
+            answer = ask(question, model, adapter_path, max_tokens, temperature)
+            reply = {"prompt": question, "response": answer.text, "status": "success"}
+        except Exception as e:  # the bot parses stdout: every failure must still be JSON
+            reply = {"prompt": question, "status": "error", "error": str(e)}
+        out.write(json.dumps(reply, ensure_ascii=False) + "\n")
+        out.flush()
+    sys.exit(0 if reply["status"] == "success" else 1)

@@ -1,0 +1,66 @@
+"""Smoke test of farol-bridge: farol-ask's JSON, and the server's protocol lines."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from farol_bridge import Bridge
+
+BIN = Path(sys.executable).parent
+
+
+def run_ask(*args):
+    proc = subprocess.run([str(BIN / "farol-ask"), *args], capture_output=True, text=True,
+                          timeout=120)
+    return proc, json.loads(proc.stdout)
+
+
+def test_farol_ask_prints_the_shape_the_bot_parses(tiny_4bit, trained_run):
+    result, _ = trained_run
+    proc, reply = run_ask("Quem foi Hassan Nader?", "--model", str(tiny_4bit),
+                          "--adapter-path", str(result.run_dir), "--max-tokens", "8")
+    assert proc.returncode == 0
+    assert set(reply) == {"prompt", "response", "status"}
+    assert reply["status"] == "success" and reply["prompt"] == "Quem foi Hassan Nader?"
+    assert isinstance(reply["response"], str)
+    assert len(proc.stdout.strip().splitlines()) == 1  # nothing else on stdout
+
+
+def test_farol_ask_errors_are_json_with_nonzero_exit(tmp_path):
+    proc, reply = run_ask("Olá?", "--model", str(tmp_path / "nope"))
+    assert proc.returncode == 1
+    assert reply["status"] == "error" and "Model not found" in reply["error"]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_bridge_answers_and_survives_bad_lines(tiny_4bit):
+    bridge = Bridge(str(tiny_4bit))
+    reply, more = bridge.handle(json.dumps({"id": 1, "op": "generate", "prompt": "Olá",
+                                            "max_tokens": 4}))
+    assert more and reply["status"] == "ok" and reply["id"] == 1
+    assert reply["usage"]["completion_tokens"] <= 4 and reply["finish_reason"] in ("stop", "length")
+    for line, code in ((b"{nope", "bad_json"), (b"\xff\xfe", "bad_json"), (b"[1]", "bad_request"),
+                       (b'{"id": 2, "op": "fly"}', "unknown_op"),
+                       (b'{"id": 3, "op": "generate"}', "bad_request"),
+                       (b'{"id": 4, "op": "generate", "prompt": "x", "max_tokens": -1}',
+                        "bad_request")):
+        reply, more = bridge.handle(line)
+        assert more and reply["status"] == "error" and reply["error"]["code"] == code
+    reply, more = bridge.handle('{"id": "s", "op": "shutdown"}')
+    assert reply["status"] == "ok" and not more
+
+
+def test_serve_process_speaks_json_lines(tiny_4bit):
+    requests = ['{"id": 1, "op": "ping"}', "garbage",
+                '{"id": 2, "op": "generate", "messages": [{"role": "user", "content": "Olá"}],'
+                ' "max_tokens": 3}', '{"id": 3, "op": "info"}']
+    proc = subprocess.run([str(BIN / "farol-bridge"), "serve", "--model", str(tiny_4bit)],
+                          input="\n".join(requests) + "\n", capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert lines[0]["event"] == "ready"
+    assert [x.get("id") for x in lines[1:]] == [1, None, 2, 3]
+    assert [x["status"] for x in lines[1:]] == ["ok", "error", "ok", "ok"]
+    assert lines[4]["device"]["backend"] in ("cpu", "metal", "cuda")
