@@ -1,0 +1,57 @@
+"""Each package declares exactly what it imports, and the workspace installs all of them."""
+
+import ast
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists())
+# import name -> distribution name, where they differ
+DIST = {"mlx": "mlx", "mlx_lm": "mlx-lm", "yaml": "pyyaml", "farol_core": "farol-core"}
+
+
+def _project(path: Path) -> dict:
+    return tomllib.loads(path.read_text())["project"]
+
+
+def _dist_name(requirement: str) -> str:
+    name = requirement.split(";")[0].split("[")[0]
+    for sep in "<>=!~ ":
+        name = name.split(sep)[0]
+    return name.strip().lower()
+
+
+def _imports(src: Path) -> set[str]:
+    own = src.name
+    found = set()
+    for file in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    third_party = found - set(sys.stdlib_module_names) - {own}
+    return {DIST.get(name, name.replace("_", "-")) for name in third_party}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_package_declares_exactly_what_it_imports(package):
+    project = _project(ROOT / "packages" / package / "pyproject.toml")
+    declared = {_dist_name(r) for r in project["dependencies"]}
+    imported = _imports(ROOT / "packages" / package / "src" / package.replace("-", "_"))
+    assert imported == declared, f"imports {sorted(imported)} but declares {sorted(declared)}"
+
+
+def test_workspace_installs_every_package_and_script():
+    root = _project(ROOT / "pyproject.toml")
+    root_deps = set(root["dependencies"])
+    scripts = {}
+    for package in PACKAGES:
+        project = _project(ROOT / "packages" / package / "pyproject.toml")
+        missing = {r for r in project["dependencies"] if not r.startswith("farol-")} - root_deps
+        assert not missing, f"{package} needs {missing}, which the workspace does not install"
+        scripts |= project.get("scripts", {})
+    assert scripts == root["scripts"]
