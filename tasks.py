@@ -83,13 +83,15 @@ def evaluate(c, run="demo", samples=None, max_tokens=None):
 
 
 @task(help={"question": "The question.", "model": "Model folder.",
-            "adapter": "Adapter folder (default: runs/demo when it exists)."})
-def ask(c, question, model=str(TINY_4BIT), adapter=None):
+            "adapter": "Adapter folder (default: runs/demo when it exists).",
+            "max_tokens": "Longest answer, in tokens."})
+def ask(c, question, model=str(TINY_4BIT), adapter=None, max_tokens=None):
     """Answer one question through farol-ask and print its JSON, as the bot sees it."""
     adapter = adapter or (str(RUNS / "demo") if (RUNS / "demo" / "adapters.safetensors").exists()
                           else None)
     cmd = [str(BIN / "farol-ask"), question, "--model", model]
-    c.run(shlex.join(cmd + (["--adapter-path", adapter] if adapter else [])))
+    cmd += ["--adapter-path", adapter] if adapter else []
+    c.run(shlex.join(cmd + (["--max-tokens", str(max_tokens)] if max_tokens else [])))
 
 
 @task
@@ -102,7 +104,10 @@ def demo(c):
     prepare(c)
     train(c)
     evaluate(c)
-    ask(c, "Quem foi Hassan Nader?")
+    from farol_core.config import load_config
+
+    answer_tokens = load_config("train", DEMO_CONFIG)["eval"]["max_tokens"]
+    ask(c, "Quem foi Hassan Nader?", max_tokens=answer_tokens)
     print("\nartifacts:")
     for label, path in (("base model", TINY), ("4-bit model", TINY_4BIT), ("data", PROCESSED),
                         ("run (config, metrics, adapter)", RUNS / "demo"),
