@@ -99,7 +99,8 @@ def masked_loss(model, tokens: mx.array, spans: mx.array) -> tuple[mx.array, mx.
     """Mean cross-entropy over the trained tokens, and their count.
 
     Target t is token t+1; it counts when offset <= t+1 < length, so neither the prompt
-    (under masking) nor any padding enters the loss.
+    (under masking) nor any padding enters the loss. (mlx-lm 0.32's `default_loss` also counts
+    the first padding position of each sequence, which would skew loss and perplexity.)
     """
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     logits = model(inputs)  # [B, L-1, vocab]
