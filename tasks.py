@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from farol_core.errors import exit_on_error
 from invoke import task
 
 ROOT = Path(__file__).resolve().parent
@@ -23,6 +24,7 @@ BIN = Path(sys.executable).parent
 
 
 @task(help={"out": "Output folder.", "force": "Replace an existing model."})
+@exit_on_error
 def tiny_model(c, out=str(TINY), force=False):
     """Create the embedded tiny Mistral model (random weights, BPE tokenizer from the sample)."""
     from farol_core.tiny import create_tiny_model
@@ -35,6 +37,7 @@ def tiny_model(c, out=str(TINY), force=False):
 @task(help={"model": "Hugging Face layout folder or Hub id.", "out": "Output folder.",
             "bits": "Bits per weight.", "group_size": "Quantization group size.",
             "force": "Replace an existing output."})
+@exit_on_error
 def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits=4, group_size=64, force=False):
     """Quantize a model to MLX format with mlx-lm's convert (4-bit, group size 64)."""
     from farol_train import quantize as run_quantize
@@ -45,13 +48,14 @@ def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits=4, group_size=64, forc
 @task(iterable=["input"], help={"input": "Q&A file (repeatable).",
                                 "biographies": "Biographies folder.", "out": "Output folder.",
                                 "config": "Data config file.", "seed": "Split seed."})
+@exit_on_error
 def prepare(c, input=None, biographies=str(SAMPLE_BIOS), out=str(PROCESSED), config=None,
             seed=None):
     """Clean, validate, deduplicate and split Q&A data into train/valid/test JSONL."""
     from farol_data import prepare as run_prepare
 
     result = run_prepare(input or [SAMPLE_QA], out, biographies=biographies or None,
-                         config=config, seed=seed)
+                         config=config, seed=_int(seed))
     r = result.report
     print(f"data: read {r['read']} = kept {r['kept']} + rejected {r['rejected']} + duplicates "
           f"{r['duplicates']}; splits {r['splits']} -> {result.out_dir}")
@@ -60,24 +64,26 @@ def prepare(c, input=None, biographies=str(SAMPLE_BIOS), out=str(PROCESSED), con
 @task(help={"config": "Run config file.", "model": "Base model folder.",
             "data": "Processed data folder.", "run": "Run name (runs/<name>/).",
             "iters": "Training steps.", "seed": "Random seed."})
+@exit_on_error
 def train(c, config=str(DEMO_CONFIG), model=None, data=None, run=None, iters=None, seed=None):
     """Train a QLoRA adapter; the run goes to runs/<name>/."""
     from farol_train import train as run_train
 
     result = run_train(config, model=model or str(TINY_4BIT), data=data or str(PROCESSED),
-                       name=run, runs_dir=str(RUNS), iters=iters, seed=seed)
+                       name=run, runs_dir=str(RUNS), iters=_int(iters), seed=_int(seed))
     print(f"train: loss {result.first_loss:.3f} -> {result.last_loss:.3f}, "
           f"val loss {result.val_loss:.3f}; adapter in {result.run_dir}")
 
 
 @task(name="eval", help={"run": "Run name.", "samples": "Answers to generate.",
                          "max_tokens": "Tokens per answer."})
+@exit_on_error
 def evaluate(c, run="demo", samples=None, max_tokens=None):
     """Evaluate base against tuned: loss, perplexity and sample answers."""
     from farol_eval import evaluate as run_evaluate
     from farol_eval.evaluate import summary_lines
 
-    report = run_evaluate(RUNS / run, samples=samples, max_tokens=max_tokens)
+    report = run_evaluate(RUNS / run, samples=_int(samples), max_tokens=_int(max_tokens))
     print("\n".join(summary_lines(report)))
     print(f"eval report: {RUNS / run / 'eval' / 'report.json'}")
 
@@ -85,6 +91,7 @@ def evaluate(c, run="demo", samples=None, max_tokens=None):
 @task(help={"question": "The question.", "model": "Model folder.",
             "adapter": "Adapter folder (default: runs/demo when it exists).",
             "max_tokens": "Longest answer, in tokens."})
+@exit_on_error
 def ask(c, question, model=str(TINY_4BIT), adapter=None, max_tokens=None):
     """Answer one question through farol-ask and print its JSON, as the bot sees it."""
     adapter = adapter or (str(RUNS / "demo") if (RUNS / "demo" / "adapters.safetensors").exists()
@@ -95,6 +102,7 @@ def ask(c, question, model=str(TINY_4BIT), adapter=None, max_tokens=None):
 
 
 @task
+@exit_on_error
 def demo(c):
     """The whole path on the embedded sample: tiny model, quantize, prepare, train, eval, ask."""
     if not TINY.exists():
@@ -116,6 +124,7 @@ def demo(c):
 
 
 @task(help={"args": "Extra pytest arguments."})
+@exit_on_error
 def test(c, args=""):
     """Run the test suite (pytest); a run that collects no tests is not a failure."""
     status = subprocess.call([sys.executable, "-m", "pytest", *shlex.split(args)], cwd=ROOT)
@@ -126,6 +135,12 @@ def test(c, args=""):
 
 
 @task
+@exit_on_error
 def lint(c):
     """Check style and common bugs with ruff."""
     c.run(shlex.join([str(BIN / "ruff"), "check", str(ROOT)]))
+
+
+def _int(value) -> int | None:
+    # Invoke passes options whose default is None as strings.
+    return None if value is None else int(value)
