@@ -42,3 +42,23 @@ def test_unreadable_config_is_a_clear_error(tmp_path):
         load_config("train", bad)
     with pytest.raises(FarolError, match="not found"):
         load_config("train", tmp_path / "missing.yaml")
+
+
+def test_staged_dir_replaces_whole_or_not_at_all(tmp_path):
+    from farol_core.io import staged_dir
+
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(FarolError, match="already exists"), staged_dir(out):
+        pass
+    with pytest.raises(RuntimeError), staged_dir(out, force=True) as work:
+        work.mkdir()
+        (work / "new.txt").write_text("half")
+        raise RuntimeError("crash mid-build")
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    with staged_dir(out, force=True) as work:
+        work.mkdir()
+        (work / "new.txt").write_text("new")
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging left behind

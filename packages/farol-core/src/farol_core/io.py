@@ -1,7 +1,9 @@
 """Crash-safe file writing and line-numbered JSON Lines reading."""
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -40,6 +42,24 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     lines = [json.dumps(r, ensure_ascii=False) for r in records]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
     return len(lines)
+
+
+@contextlib.contextmanager
+def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
+    """Yield a not-yet-existing path beside `out` to build a folder in; on success the folder
+    replaces `out` whole, on failure it is removed and `out` is untouched."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise FarolError(f"{out} already exists", hint="pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        yield staging / "new"
+        if out.exists():
+            out.rename(staging / "old")  # the old folder stays until the new one is in place
+        (staging / "new").rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:

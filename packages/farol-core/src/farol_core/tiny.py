@@ -5,8 +5,6 @@ with its llama model, the same code that runs a real Mistral-7B-v0.1.
 """
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from mlx.utils import tree_flatten
 from mlx_lm.models import llama
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from farol_core.io import staged_dir
 from farol_core.template import CHAT_TEMPLATE
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2, as in Mistral's tokenizer
@@ -90,14 +89,10 @@ def create_tiny_model(out_dir: str | Path, texts: Iterable[str], vocab_size: int
                       seed: int = 0, force: bool = False) -> Path:
     """Write the tiny model in Hugging Face layout to `out_dir` and return the path.
 
-    The folder appears whole or not at all: it is built beside `out_dir`, then renamed.
+    The folder appears whole or not at all (see `farol_core.io.staged_dir`).
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise FileExistsError(f"{out_dir} already exists (use force to replace it)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with staged_dir(out_dir, force) as tmp:
+        tmp.mkdir()
         tok = train_tokenizer(texts, vocab_size)
         tok.save(str(tmp / "tokenizer.json"))
         config = model_config(tok.get_vocab_size())
@@ -105,9 +100,4 @@ def create_tiny_model(out_dir: str | Path, texts: Iterable[str], vocab_size: int
         (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2))
         mx.save_safetensors(str(tmp / "model.safetensors"), random_weights(config, seed),
                             metadata={"format": "mlx"})
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)

@@ -1,10 +1,9 @@
 """Quantize a Hugging Face layout model into MLX format through mlx-lm's `convert`."""
 
-import shutil
-import tempfile
 from pathlib import Path
 
 from farol_core.errors import FarolError
+from farol_core.io import staged_dir
 from farol_core.model import check_model_dir
 from farol_core.template import CHAT_TEMPLATE
 from mlx_lm import convert
@@ -17,22 +16,11 @@ def quantize(model: str | Path, out: str | Path, bits: int = 4, group_size: int 
     The output appears whole or not at all, and Farol's chat template is written beside it
     so that mlx-lm's own tools prompt the model the way Farol trained it.
     """
-    out = Path(out)
-    if out.exists() and not force:
-        raise FarolError(f"{out} already exists", hint="pass --force to replace it")
     source = str(check_model_dir(model)) if _is_local(model) else str(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    target = staging / "model"
-    try:
+    with staged_dir(out, force) as target:
         _convert(source, target, bits, group_size)
         (target / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-        if out.exists():
-            shutil.rmtree(out)
-        target.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
+    return Path(out)
 
 
 def _is_local(model: str | Path) -> bool:
