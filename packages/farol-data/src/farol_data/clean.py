@@ -1,19 +1,38 @@
-"""Text cleaning that never changes meaning: no lowercasing, no accent stripping."""
+"""Text repair and cleaning that never change meaning: no lowercasing, no accent stripping."""
 
 import re
 import unicodedata
 
+import ftfy
+
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 _URL = re.compile(r"https?://\S+")
+# UTF-8 read as Latin-1/cp1252 shows a lead byte (Â..ô) followed by a continuation byte (0x80-0xBF
+# or its cp1252 letter). Clean text seldom has that pair, so ftfy only runs where it might help.
+_MOJIBAKE = re.compile(
+    "[\u00c2-\u00f4][\u0080-\u00bf\u20ac\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160"
+    "\u2039\u0152\u017d\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a"
+    "\u0153\u017e\u0178]"
+)
+
+
+def repair_mojibake(text: str) -> str:
+    """Undo UTF-8 that was decoded as Latin-1/cp1252 ("VisÃ£o" -> "Visão"), line by line, with
+    ftfy's encoding fixer only (no quote uncurling or other restyling)."""
+    if not _MOJIBAKE.search(text):
+        return text
+    return "\n".join(ftfy.fix_encoding(line) if _MOJIBAKE.search(line) else line
+                     for line in text.split("\n"))
 
 
 def clean_text(text: str) -> str:
-    """NFKC; control characters dropped but newlines kept; runs of spaces and blank lines
-    collapsed."""
-    text = unicodedata.normalize("NFKC", text)
-    text = "".join(c for c in text if c == "\n" or not unicodedata.category(c).startswith("C"))
-    text = _SPACES.sub(" ", text)
+    """Mojibake repaired; NFKC; runs of spaces and tabs made one space; other control characters
+    dropped but newlines kept; blank lines collapsed; lines trimmed."""
+    # Whitespace first, so a tab between two words becomes a space rather than vanishing.
+    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", repair_mojibake(text)))
+    if not all(line.isprintable() for line in text.split("\n")):
+        text = "".join(c for c in text if c == "\n" or not unicodedata.category(c).startswith("C"))
     text = _BLANK_LINES.sub("\n\n", text)
     return "\n".join(line.strip() for line in text.split("\n")).strip()
 
