@@ -32,21 +32,23 @@ def prepare_with_console(inputs: list, out_dir, console: Console | None = None,
 
 def summary_table(report: dict, out_dir: Path) -> Table:
     """read = kept + rejected + duplicates, splits, diversity and tokens, in one short table."""
-    table = Table(title=f"farol-data prepare -> {out_dir}", show_header=False)
+    table = Table(title="farol-data prepare", show_header=False)
     table.add_row("read", f"{report['read']} = kept {report['kept']} + rejected "
                           f"{report['rejected']} + duplicates {report['duplicates']}")
     table.add_row("duplicates", f"{report['exact_duplicates']} exact, "
                                 f"{report['near_duplicates']} near")
     if report["capped"]:
-        table.add_row("over category cap", str(report["capped"]))
+        table.add_row("over category cap", f"{report['capped']} (in rejects.jsonl)")
     table.add_row("splits", ", ".join(f"{k} {v}" for k, v in report["splits"].items()))
     fw = report["diversity"]["first_word"]
     flag = " [bold red]above the limit[/]" if fw["flagged"] else ""
     table.add_row("top first word", f"'{fw['word']}' {fw['share']:.0%}{flag}")
     t = report["tokens"]
-    table.add_row("tokens", "not measured (pass --tokenizer)" if t is None else
-                  f"p50 {t['p50']:.0f}, p95 {t['p95']:.0f}, max {t['max']}, "
-                  f"{t['over_limit']} over {t['limit']}; "
-                  f"recommended max_seq_length {t['recommended_max_seq_length']}")
-    table.add_row("wrote", "train/valid/test/rejects.jsonl, report.json, report.md")
+    if t is None:
+        table.add_row("tokens", "not measured (pass --tokenizer)")
+    else:
+        table.add_row("tokens", f"p50 {t['p50']:.0f}, p95 {t['p95']:.0f}, max {t['max']}, "
+                                f"{t['over_limit']} over {t['limit']}")
+        table.add_row("max_seq_length", f"recommended {t['recommended_max_seq_length']}")
+    table.add_row("wrote", f"{out_dir}/")
     return table
