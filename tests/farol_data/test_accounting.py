@@ -23,7 +23,8 @@ LINES = st.one_of(RECORDS.map(lambda r: json.dumps(r).encode()),
 GOOD = json.dumps({"prompt": "Onde fica Faro?", "completion": "Faro fica no Algarve."}).encode()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(LINES, max_size=25))
 def test_every_line_is_kept_rejected_or_a_duplicate(tmp_path, garbage):
     src = tmp_path / "garbage.jsonl"

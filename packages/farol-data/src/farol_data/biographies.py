@@ -44,5 +44,6 @@ def biography_records(folder: str | Path, questions: list[str],
         answer = "\n\n".join(p for p in paras if not p.startswith("#"))
         answer = "\n\n".join(answer.split("\n\n")[:paragraphs])
         for number, question in enumerate(questions, start=1):
-            yield str(path), number, {"prompt": question.replace("{name}", name), "completion": answer,
-                                      "category": path.parent.name, "player": name}
+            yield str(path), number, {"prompt": question.replace("{name}", name),
+                                      "completion": answer, "category": path.parent.name,
+                                      "player": name}
