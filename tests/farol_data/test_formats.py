@@ -44,8 +44,8 @@ def test_odd_field_names_are_mapped_through_config():
     ({"completion": ANSWER}, "missing field 'prompt'"),
     ({"prompt": "Q?", "completion": ANSWER, "category": ["x"]},
      "field 'category' must be string, got array"),
-    ({"messages": []}, "field 'messages': [] should be non-empty"),
-    ({"messages": [{"role": "bot", "content": "x"}]}, "field 'messages.0.role'"),
+    ({"messages": []}, "field 'messages' must contain at least 1 items"),
+    ({"messages": [{"role": "bot", "content": "x"}]}, "field 'messages[0].role' must be one of"),
     ({"messages": [{"role": "user", "content": "Olá, tudo bem?"}]}, "last message must be"),
     ({"foo": "bar"}, "unknown format"),
 ])

@@ -6,7 +6,7 @@ import pytest
 from farol_core.config import validate
 from farol_core.errors import FarolError
 from farol_data import prepare
-from farol_data.formats import validator
+from farol_data.formats import is_valid
 from farol_data.report import load_report_schema
 
 ONE_SPLIT = {"split": {"train": 1, "valid": 0, "test": 0}}
@@ -37,7 +37,7 @@ def test_sources_and_categories_follow_each_record(tmp_path):
     assert records[f"{b}:2"]["category"] == "estadio"  # array items keep their line
     assert records[f"{b}:7"]["category"] == "extra"
     for r in out.splits["train"]:
-        assert validator("prepared").is_valid(r)
+        assert is_valid("prepared", r)
 
 
 def test_every_duplicate_names_the_record_it_duplicates(tmp_path):
@@ -119,7 +119,7 @@ def test_report_follows_its_schema_and_reads_as_markdown(processed):
     assert f"Read {report['read']} records = kept {report['kept']}" in md
     assert "## Diversity" in md and "Most common first word" in md
     for name in ("train", "valid", "test"):
-        assert all(validator("prepared").is_valid(r) for r in lines(processed / f"{name}.jsonl"))
+        assert all(is_valid("prepared", r) for r in lines(processed / f"{name}.jsonl"))
 
 
 def test_first_word_share_above_the_limit_is_flagged(tmp_path):

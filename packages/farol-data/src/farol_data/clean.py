@@ -2,12 +2,14 @@
 
 import re
 import unicodedata
+from itertools import islice
 
 import ftfy
 
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 _URL = re.compile(r"https?://\S+")
+_WORD = re.compile(r"\w+")
 # UTF-8 read as Latin-1/cp1252 shows a lead byte (Â..ô) followed by a continuation byte (0x80-0xBF
 # or its cp1252 letter). Clean text seldom has that pair, so ftfy only runs where it might help.
 _MOJIBAKE = re.compile(
@@ -20,7 +22,7 @@ _MOJIBAKE = re.compile(
 def repair_mojibake(text: str) -> str:
     """Undo UTF-8 that was decoded as Latin-1/cp1252 ("VisÃ£o" -> "Visão"), line by line, with
     ftfy's encoding fixer only (no quote uncurling or other restyling)."""
-    if not _MOJIBAKE.search(text):
+    if text.isascii() or not _MOJIBAKE.search(text):
         return text
     return "\n".join(ftfy.fix_encoding(line) if _MOJIBAKE.search(line) else line
                      for line in text.split("\n"))
@@ -29,19 +31,30 @@ def repair_mojibake(text: str) -> str:
 def clean_text(text: str) -> str:
     """Mojibake repaired; NFKC; runs of spaces and tabs made one space; other control characters
     dropped but newlines kept; blank lines collapsed; lines trimmed."""
+    text = repair_mojibake(text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    if _is_tidy(text):  # the common case, checked without regular expressions
+        return text
     # Whitespace first, so a tab between two words becomes a space rather than vanishing.
-    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", repair_mojibake(text)))
+    text = _SPACES.sub(" ", text)
     if not all(line.isprintable() for line in text.split("\n")):
         text = "".join(c for c in text if c == "\n" or not unicodedata.category(c).startswith("C"))
     text = _BLANK_LINES.sub("\n\n", text)
     return "\n".join(line.strip() for line in text.split("\n")).strip()
 
 
+def _is_tidy(text: str) -> bool:
+    # Printable means no control, format or separator characters other than the ASCII space.
+    return (text.isprintable() and "  " not in text and not text.startswith(" ")
+            and not text.endswith(" "))
+
+
 def count_urls(text: str) -> int:
     """How many http(s) links `text` holds."""
-    return len(_URL.findall(text))
+    return len(_URL.findall(text)) if "http" in text else 0
 
 
-def word_count(text: str) -> int:
-    """Words of at least one letter or digit."""
-    return len(re.findall(r"\w+", text))
+def word_count(text: str, at_most: int | None = None) -> int:
+    """Words of at least one letter or digit; counting stops at `at_most` when given."""
+    return sum(1 for _ in islice(_WORD.finditer(text), at_most))

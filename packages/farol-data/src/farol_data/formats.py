@@ -2,10 +2,11 @@
 a chat message list."""
 
 import json
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 
-import jsonschema
+import fastjsonschema
 
 # Field names the user's own scripts wrote, always understood; `field_map` in the config adds more.
 ALIASES = {"instrucao": "instruction", "contexto": "input", "resposta": "output",
@@ -25,10 +26,20 @@ def load_record_schema() -> dict:
 
 
 @cache
-def validator(definition: str) -> jsonschema.Draft202012Validator:
-    """A validator for one `$defs` entry of the record schema ("chat", "prepared", ...)."""
-    schema = load_record_schema()
-    return jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{definition}"})
+def validator(definition: str) -> Callable[[dict], object]:
+    """The compiled check for one `$defs` entry of the record schema ("chat", "prepared", ...):
+    it returns the record or raises fastjsonschema.JsonSchemaValueException."""
+    # fastjsonschema compiles the schema to Python, about 10x faster per record than jsonschema.
+    return fastjsonschema.compile({**load_record_schema(), "$ref": f"#/$defs/{definition}"})
+
+
+def is_valid(definition: str, record: dict) -> bool:
+    """Whether `record` follows the schema's `definition`."""
+    try:
+        validator(definition)(record)
+    except fastjsonschema.JsonSchemaValueException:
+        return False
+    return True
 
 
 def map_fields(record: dict, field_map: dict[str, str]) -> dict:
@@ -59,24 +70,24 @@ def detect_format(record: dict) -> str:
 
 def check(record: dict, fmt: str) -> None:
     """RecordError naming the first schema violation of `record` as format `fmt`."""
-    v = validator(_SCHEMA_DEF[fmt])
-    if v.is_valid(record):  # the fast path; errors are only collected for bad records
-        return
-    error = min(v.iter_errors(record), key=lambda e: list(map(str, e.absolute_path)))
-    raise RecordError(describe(error))
+    try:
+        validator(_SCHEMA_DEF[fmt])(record)
+    except fastjsonschema.JsonSchemaValueException as e:
+        raise RecordError(describe(e)) from None
 
 
-def describe(error: jsonschema.ValidationError) -> str:
+def describe(error: fastjsonschema.JsonSchemaValueException) -> str:
     """A reason a person reads: which field, and what is wrong with it."""
-    where = ".".join(str(p) for p in error.absolute_path) or "record"
-    if error.validator == "pattern":
+    where = error.name.removeprefix("data").lstrip(".") or "record"
+    if error.rule == "pattern":
         return f"field '{where}' is empty"
-    if error.validator == "type":
-        return f"field '{where}' must be {error.validator_value}, got {_json_type(error.instance)}"
-    if error.validator == "required":
-        missing = next(k for k in error.validator_value if k not in error.instance)
-        return f"missing field '{missing}'" + ("" if where == "record" else f" in {where}")
-    return f"field '{where}': {error.message}"
+    if error.rule == "type":
+        return (f"field '{where}' must be {error.definition['type']}, "
+                f"got {_json_type(error.value)}")
+    if error.rule == "required":
+        missing = [k for k in error.definition["required"] if k not in error.value]
+        return f"missing field '{missing[0]}'" + ("" if where == "record" else f" in {where}")
+    return f"field '{where}' {error.message.split(' ', 1)[1]}"
 
 
 def to_messages(record: dict) -> tuple[str, list[dict]]:

@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from farol_core.config import load_config
@@ -134,7 +135,7 @@ def answer_problem(answer: str, cfg: dict) -> str | None:
         return f"answer shorter than {cfg['min_answer_chars']} characters"
     if len(answer) > cfg["max_answer_chars"]:
         return f"answer longer than {cfg['max_answer_chars']} characters"
-    if word_count(answer) < cfg["min_answer_words"]:
+    if word_count(answer, at_most=cfg["min_answer_words"]) < cfg["min_answer_words"]:
         return f"answer has fewer than {cfg['min_answer_words']} words"
     if count_urls(answer) > cfg["max_urls"]:
         return f"answer has more than {cfg['max_urls']} URLs"
@@ -147,8 +148,13 @@ def _prepared(messages: list[dict], record: dict, source: str, line: int) -> dic
         group = f"conversation:{record['conversation_id']}"
     else:
         group = f"player:{player}" if player else f"record:{source}:{line}"
-    return {"messages": messages, "category": record.get("category") or Path(source).stem,
+    return {"messages": messages, "category": record.get("category") or _stem(source),
             "source": f"{source}:{line}", "group": group, "player": player}
+
+
+@cache
+def _stem(source: str) -> str:
+    return Path(source).stem
 
 
 def _is_duplicate(tally: Tally, near: NearDuplicates | None, record: dict) -> bool:
