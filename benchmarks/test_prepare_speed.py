@@ -19,8 +19,11 @@ from farol_data.prepare import collect, raw_records
 
 FULL = 100_000
 QUICK = 2_000
-WORDS = ("Farense Faro Algarve estádio São Luís época golo treinador jogador taça campeonato "
-         "fundado clube adeptos vitória derrota empate final Portugal história").split()
+WORDS = (
+    "Farense", "Faro", "Algarve", "estádio", "São", "Luís", "época", "golo", "treinador",
+    "jogador", "taça", "campeonato", "fundado", "clube", "adeptos", "vitória", "derrota",
+    "empate", "final", "Portugal", "história",
+)
 
 
 def synthetic(n: int, seed: int = 0) -> list[str]:

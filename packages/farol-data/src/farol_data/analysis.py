@@ -4,6 +4,7 @@ the base model's own tokenizer through Farol's chat template."""
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable
 
 import numpy as np
 from farol_core import template
@@ -28,30 +29,35 @@ def question_of(messages: list[dict]) -> str:
     return next((m["content"] for m in messages if m["role"] == "user"), "")
 
 
-def first_word_share(records: list[dict], limit: float) -> dict:
-    """The most common first word of the questions (case-folded) and its share of them."""
-    words = Counter()
+def analyse(records: Iterable[dict], tokenizer, cfg: dict) -> dict:
+    """{"diversity": ..., "tokens": ...} over the kept records, in one pass."""
+    words, questions, answers, tokens = Counter(), [], [], []
     for r in records:
-        match = _WORD.search(question_of(r["messages"]))
+        question = question_of(r["messages"])
+        match = _WORD.search(question)
         if match:
             words[match.group().casefold()] += 1
+        if question:
+            questions.append(len(question))
+        answers.append(len(r["messages"][-1]["content"]))
+        if tokenizer is not None:
+            tokens.append(len(template.encode(tokenizer, r["messages"])))
+    return {"diversity": {"first_word": first_word_share(words, cfg["max_first_word_share"]),
+                          "chars": {"question": stats(questions), "answer": stats(answers)}},
+            "tokens": token_summary(tokens, cfg["max_seq_length"]) if tokenizer else None}
+
+
+def first_word_share(words: Counter, limit: float) -> dict:
+    """The most common first word of the questions (case-folded) and its share of them."""
     total = sum(words.values())
     word, count = words.most_common(1)[0] if words else (None, 0)
     share = round(count / total, 4) if total else 0.0
     return {"word": word, "count": count, "questions": total, "share": share,
-            "limit": limit, "flagged": share > limit,
-            "top": dict(words.most_common(10))}
+            "limit": limit, "flagged": share > limit, "top": dict(words.most_common(10))}
 
 
-def char_lengths(records: list[dict]) -> dict:
-    """Length distributions in characters: questions and answers."""
-    return {"question": stats([len(question_of(r["messages"])) for r in records]),
-            "answer": stats([len(r["messages"][-1]["content"]) for r in records])}
-
-
-def token_lengths(records: list[dict], tokenizer, limit: int) -> dict:
-    """Tokens per whole conversation as rendered for training, with the recommendation."""
-    lengths = [len(template.encode(tokenizer, r["messages"])) for r in records]
+def token_summary(lengths: list[int], limit: int) -> dict:
+    """Token length stats, how many exceed `limit`, and the recommended max_seq_length."""
     summary = stats(lengths)
     return {**summary, "limit": limit, "over_limit": sum(n > limit for n in lengths),
             "recommended_max_seq_length": recommend_max_seq_length(summary["p95"])}

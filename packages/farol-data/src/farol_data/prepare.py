@@ -25,6 +25,7 @@ from farol_data.formats import RecordError, map_fields, to_messages
 from farol_data.report import build_report, write_outputs
 from farol_data.sources import Bad, Progress, read_source
 from farol_data.split import split_by_group
+from farol_data.spool import Spool
 
 OUTPUT_FILES = ("train.jsonl", "valid.jsonl", "test.jsonl", "rejects.jsonl", "report.json",
                 "report.md")
@@ -32,22 +33,40 @@ OUTPUT_FILES = ("train.jsonl", "valid.jsonl", "test.jsonl", "rejects.jsonl", "re
 
 @dataclass
 class PrepareResult:
-    """What `prepare` wrote and counted."""
+    """What `prepare` wrote and counted; `splits` reads the written files back."""
 
     out_dir: Path
     report: dict
-    splits: dict[str, list[dict]] = field(repr=False)
+
+    @property
+    def splits(self) -> dict[str, list[dict]]:
+        return {name: [json.loads(line) for line in (self.out_dir / f"{name}.jsonl").open()]
+                for name in ("train", "valid", "test")}
 
 
 @dataclass
 class Tally:
-    """The stream's outcome so far: kept records, rejects and duplicates."""
+    """The stream's outcome so far. Records and rejects wait in spool files; memory holds only
+    an entry per kept record (offset, group, category) and the duplicate list."""
 
     kept: list[dict] = field(default_factory=list)
-    rejects: list[dict] = field(default_factory=list)
+    records: Spool = field(default_factory=Spool)
+    rejects: Spool = field(default_factory=Spool)
+    reasons: Counter = field(default_factory=Counter)
     duplicates: list[dict] = field(default_factory=list)
     formats: Counter = field(default_factory=Counter)
     seen: dict[bytes, str] = field(default_factory=dict)
+    first_reject: dict | None = None
+
+    def keep(self, fmt: str, record: dict) -> None:
+        self.formats[fmt] += 1
+        self.kept.append({"offset": self.records.add(record), "group": record["group"],
+                          "category": record["category"]})
+
+    def reject(self, reject: dict) -> None:
+        self.reasons[reject["reason"]] += 1
+        self.rejects.add(reject)
+        self.first_reject = self.first_reject or reject
 
 
 def prepare(inputs: list[str | Path], out_dir: str | Path, biographies: str | Path | None = None,
@@ -64,16 +83,22 @@ def prepare(inputs: list[str | Path], out_dir: str | Path, biographies: str | Pa
         raise FarolError("No input given", hint="pass --input FILE and/or --biographies DIR")
     tok = load_tokenizer(tokenizer) if tokenizer is not None else None  # fail before the work
     tally = collect(raw_records(inputs, biographies, cfg, progress), cfg)
-    kept, capped = cap_per_category(tally.kept, cfg["max_per_category"], cfg["seed"])
-    tally.rejects += [_capped_reject(r, cfg["max_per_category"]) for r in capped]
-    if not kept:
-        raise FarolError(f"Nothing usable in the inputs ({len(tally.rejects)} rejected, "
-                         f"{len(tally.duplicates)} duplicates)", hint=_reject_summary(tally))
-    splits = split_by_group(kept, cfg["split"], cfg["seed"])
-    report = build_report(cfg, tally, kept, len(capped), splits, tok,
-                          str(tokenizer) if tokenizer is not None else None)
-    write_outputs(Path(out_dir), splits, tally.rejects, report)
-    return PrepareResult(Path(out_dir), report, splits)
+    try:
+        kept, capped = cap_per_category(tally.kept, cfg["max_per_category"], cfg["seed"])
+        for entry in capped:
+            tally.reject(_capped_reject(tally.records.get(entry["offset"]),
+                                        cfg["max_per_category"]))
+        if not kept:
+            raise FarolError(f"Nothing usable in the inputs ({tally.rejects.count} rejected, "
+                             f"{len(tally.duplicates)} duplicates)", hint=_reject_summary(tally))
+        splits = split_by_group(kept, cfg["split"], cfg["seed"])
+        report = build_report(cfg, tally, kept, len(capped), splits, tok,
+                              str(tokenizer) if tokenizer is not None else None)
+        write_outputs(Path(out_dir), splits, tally, report)
+    finally:
+        tally.records.close()
+        tally.rejects.close()
+    return PrepareResult(Path(out_dir), report)
 
 
 def collect(records: Iterator[tuple[str, int, object]], cfg: dict) -> Tally:
@@ -84,10 +109,9 @@ def collect(records: Iterator[tuple[str, int, object]], cfg: dict) -> Tally:
     for source, line, raw in records:
         outcome = accept(source, line, raw, cfg)
         if isinstance(outcome, str):
-            tally.rejects.append(_reject(source, line, outcome, raw))
+            tally.reject(_reject(source, line, outcome, raw))
         elif not _is_duplicate(tally, near, outcome[1]):
-            tally.formats[outcome[0]] += 1
-            tally.kept.append(outcome[1])
+            tally.keep(*outcome)
     return tally
 
 
@@ -184,8 +208,9 @@ def _capped_reject(record: dict, cap: int) -> dict:
 
 
 def _reject_summary(tally: Tally) -> str:
-    reasons = Counter(r["reason"] for r in tally.rejects).most_common(3)
-    first = tally.rejects[0] if tally.rejects else None
-    where = f"; first: {first['source']}:{first['line']} {first['reason']}" if first else ""
-    return ("most common reasons: " + "; ".join(f"{n}x {r}" for r, n in reasons) + where
-            if reasons else "every record duplicates an earlier one")
+    reasons = tally.reasons.most_common(3)
+    if not reasons:
+        return "every record duplicates an earlier one"
+    first = tally.first_reject
+    return ("most common reasons: " + "; ".join(f"{n}x {r}" for r, n in reasons)
+            + f"; first: {first['source']}:{first['line']}: {first['reason']}")

@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 from farol_core.config import validate
-from farol_core.io import atomic_write_text, write_json, write_jsonl
+from farol_core.io import atomic_write_lines, atomic_write_text, write_json
 
 from farol_data import analysis
 
@@ -21,40 +21,45 @@ def build_report(cfg: dict, tally, kept: list[dict], capped: int, splits: dict, 
                  tokenizer_path: str | None) -> dict:
     """Counts, duplicates, diversity and token analysis of one preparation run."""
     kinds = Counter(d["kind"] for d in tally.duplicates)
+    records = (tally.records.get(e["offset"]) for e in kept)
     return {
-        "read": len(kept) + len(tally.rejects) + len(tally.duplicates),
+        "read": len(kept) + tally.rejects.count + len(tally.duplicates),
         "kept": len(kept),
-        "rejected": len(tally.rejects),
+        "rejected": tally.rejects.count,
         "duplicates": len(tally.duplicates),
         "exact_duplicates": kinds["exact"],
         "near_duplicates": kinds["near"],
         "capped": capped,
-        "splits": {name: len(records) for name, records in splits.items()},
-        "groups": {name: len({r["group"] for r in records}) for name, records in splits.items()},
+        "splits": {name: len(entries) for name, entries in splits.items()},
+        "groups": {name: len({e["group"] for e in entries}) for name, entries in splits.items()},
         "formats": dict(tally.formats),
-        "categories": dict(Counter(r["category"] for r in kept).most_common()),
-        "reject_reasons": dict(Counter(r["reason"].split(" (")[0]
-                                       for r in tally.rejects).most_common()),
+        "categories": dict(Counter(e["category"] for e in kept).most_common()),
+        "reject_reasons": _reason_counts(tally.reasons),
         "duplicate_of": tally.duplicates,
-        "diversity": {
-            "first_word": analysis.first_word_share(kept, cfg["max_first_word_share"]),
-            "chars": analysis.char_lengths(kept),
-        },
+        **analysis.analyse(records, tokenizer, cfg),
         "tokenizer": tokenizer_path,
-        "tokens": analysis.token_lengths(kept, tokenizer, cfg["max_seq_length"])
-        if tokenizer is not None else None,
         "config": cfg,
     }
 
 
-def write_outputs(out_dir: Path, splits: dict, rejects: list[dict], report: dict) -> None:
-    """Validate the report, then write the splits, rejects.jsonl, report.json and report.md."""
+def write_outputs(out_dir: Path, splits: dict, tally, report: dict) -> None:
+    """Validate the report, then write the splits and rejects.jsonl from the spools, then
+    report.json and report.md."""
     validate(load_report_schema(), report, "report.json")
-    for name, records in splits.items():
-        write_jsonl(out_dir / f"{name}.jsonl", records)
-    write_jsonl(out_dir / "rejects.jsonl", rejects)
+    for name, entries in splits.items():
+        atomic_write_lines(out_dir / f"{name}.jsonl",
+                           tally.records.lines(e["offset"] for e in entries))
+    atomic_write_lines(out_dir / "rejects.jsonl", iter(tally.rejects))
     write_json(out_dir / "report.json", report)
     atomic_write_text(out_dir / "report.md", report_markdown(report))
+
+
+def _reason_counts(reasons: Counter) -> dict:
+    # Reasons carry details in parentheses (column, byte); the table counts them by kind.
+    kinds = Counter()
+    for reason, n in reasons.items():
+        kinds[reason.split(" (")[0]] += n
+    return dict(kinds.most_common())
 
 
 def report_markdown(report: dict) -> str:
