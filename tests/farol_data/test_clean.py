@@ -3,7 +3,9 @@
 from pathlib import Path
 
 import pytest
-from farol_data.clean import clean_text, repair_mojibake
+from farol_data.clean import clean_text, normalise, repair_mojibake
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 GUIDE = Path(__file__).parent / "data" / "guia_jupyter_excerto.md"
 
@@ -37,3 +39,22 @@ def test_cleaning_keeps_meaning():
     assert clean_text(raw) == "Estádio de São Luís\n\nFaro CIDADE"
     assert clean_text("ﬁm ①") == "fim 1"  # NFKC
     assert clean_text("a\u200bb\r\nc") == "ab\nc"  # format characters go, newlines stay
+
+
+def _reference_normalise(text: str) -> str:
+    # The guide's steps, character by character, without Farol's fast path.
+    import re
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(c for c in text if c.isspace() or not unicodedata.category(c).startswith("C"))
+    text = re.sub(r"\n\s*\n+", "\n\n", re.sub(r"[^\S\n]+", " ", text))
+    return "\n".join(line.strip() for line in text.split("\n")).strip()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("aé Ã£\n\t\r\x00\u200b\u00a0\u3000ﬁ—€") + ["x"]),
+               max_size=30))
+def test_the_fast_path_cleans_exactly_like_the_reference(text):
+    assert normalise(text) == _reference_normalise(text)
+    assert clean_text(clean_text(text)) == clean_text(text)

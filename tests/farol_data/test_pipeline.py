@@ -144,3 +144,28 @@ def test_unreadable_inputs_name_the_file(tmp_path):
                                                 qa("A?", "Uma resposta igual aqui.")])
     with pytest.raises(FarolError, match="Nothing usable"):
         prepare([src], tmp_path / "out", config={"max_answer_chars": 5})
+
+
+def test_a_conversation_stays_on_one_side(tmp_path):
+    recs = []
+    for conv in range(10):
+        for turn in range(3):
+            recs.append({"messages": [
+                {"role": "user", "content": f"Conversa {conv}, pergunta {turn}?"},
+                {"role": "assistant", "content": f"Resposta {turn} da conversa {conv} aqui."}],
+                "conversa_id": conv})
+    src = write_jsonl(tmp_path / "chat.jsonl", recs)
+    out = prepare([src], tmp_path / "out", config={"near_duplicate_threshold": None})
+    sides = {}
+    for name, records in out.splits.items():
+        for r in records:
+            assert sides.setdefault(r["group"], name) == name
+    assert len(sides) == 10 and out.report["groups"]["train"] == 8
+
+
+def test_nothing_usable_names_the_file_and_why(tmp_path):
+    src = tmp_path / "latin1.jsonl"
+    src.write_bytes('{"prompt": "Olá", "completion": "Ótimo, está tudo bem."}\n'.encode("latin-1"))
+    with pytest.raises(FarolError, match="Nothing usable") as e:
+        prepare([src], tmp_path / "out")
+    assert f"{src}:1: not UTF-8 text" in str(e.value)

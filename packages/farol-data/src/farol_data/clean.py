@@ -29,18 +29,23 @@ def repair_mojibake(text: str) -> str:
 
 
 def clean_text(text: str) -> str:
-    """Mojibake repaired; NFKC; runs of spaces and tabs made one space; other control characters
-    dropped but newlines kept; blank lines collapsed; lines trimmed."""
-    text = repair_mojibake(text)
+    """Mojibake repaired, then `normalise`d. Repair runs once more on the result, because
+    trimming can expose mojibake that a neighbouring space hid from ftfy."""
+    text = normalise(repair_mojibake(text))
+    again = repair_mojibake(text)
+    return text if again == text else normalise(again)
+
+
+def normalise(text: str) -> str:
+    """NFKC; control and format characters dropped; runs of spaces and tabs made one space
+    (newlines kept); blank lines collapsed; lines trimmed."""
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
     if _is_tidy(text):  # the common case, checked without regular expressions
         return text
-    # Whitespace first, so a tab between two words becomes a space rather than vanishing.
-    text = _SPACES.sub(" ", text)
-    if not all(line.isprintable() for line in text.split("\n")):
-        text = "".join(c for c in text if c == "\n" or not unicodedata.category(c).startswith("C"))
-    text = _BLANK_LINES.sub("\n\n", text)
+    # Whitespace controls (tab, CR) are kept here so they become a space below, not nothing.
+    text = "".join(c for c in text if c.isspace() or not unicodedata.category(c).startswith("C"))
+    text = _BLANK_LINES.sub("\n\n", _SPACES.sub(" ", text))
     return "\n".join(line.strip() for line in text.split("\n")).strip()
 
 
