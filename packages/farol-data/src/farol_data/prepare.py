@@ -23,7 +23,7 @@ from farol_data.clean import clean_text, count_urls, word_count
 from farol_data.dedup import NearDuplicates, fingerprint
 from farol_data.formats import RecordError, map_fields, to_messages
 from farol_data.report import build_report, write_outputs
-from farol_data.sources import Bad, Progress, read_source
+from farol_data.sources import Bad, Progress, check_readable, read_source
 from farol_data.split import split_by_group
 from farol_data.spool import Spool
 
@@ -68,6 +68,10 @@ class Tally:
         self.rejects.add(reject)
         self.first_reject = self.first_reject or reject
 
+    def close(self) -> None:
+        self.records.close()
+        self.rejects.close()
+
 
 def prepare(inputs: list[str | Path], out_dir: str | Path, biographies: str | Path | None = None,
             config: str | Path | dict | None = None, seed: int | None = None,
@@ -79,26 +83,38 @@ def prepare(inputs: list[str | Path], out_dir: str | Path, biographies: str | Pa
     with the number of input bytes read as reading advances.
     """
     cfg = load_config("data", config, {"seed": seed})
-    if not inputs and biographies is None:
-        raise FarolError("No input given", hint="pass --input FILE and/or --biographies DIR")
+    _check_inputs(inputs, biographies)
     tok = load_tokenizer(tokenizer) if tokenizer is not None else None  # fail before the work
     tally = collect(raw_records(inputs, biographies, cfg, progress), cfg)
     try:
-        kept, capped = cap_per_category(tally.kept, cfg["max_per_category"], cfg["seed"])
-        for entry in capped:
-            tally.reject(_capped_reject(tally.records.get(entry["offset"]),
-                                        cfg["max_per_category"]))
-        if not kept:
-            raise FarolError(f"Nothing usable in the inputs ({tally.rejects.count} rejected, "
-                             f"{len(tally.duplicates)} duplicates)", hint=_reject_summary(tally))
-        splits = split_by_group(kept, cfg["split"], cfg["seed"])
-        report = build_report(cfg, tally, kept, len(capped), splits, tok,
-                              str(tokenizer) if tokenizer is not None else None)
-        write_outputs(Path(out_dir), splits, tally, report)
+        report = _finish(tally, cfg, Path(out_dir), tok,
+                         str(tokenizer) if tokenizer is not None else None)
     finally:
-        tally.records.close()
-        tally.rejects.close()
+        tally.close()
     return PrepareResult(Path(out_dir), report)
+
+
+def _check_inputs(inputs: list, biographies) -> None:
+    if not inputs and biographies is None:
+        raise FarolError("No input given", hint="pass --input FILE and/or --biographies DIR")
+    for path in inputs:
+        check_readable(Path(path))
+    if biographies is not None and not Path(biographies).is_dir():
+        raise FarolError(f"Biographies folder not found: {biographies}")
+
+
+def _finish(tally: Tally, cfg: dict, out_dir: Path, tok, tokenizer_path: str | None) -> dict:
+    """Cap, split, analyse and write what `collect` kept; returns the report."""
+    kept, capped = cap_per_category(tally.kept, cfg["max_per_category"], cfg["seed"])
+    for entry in capped:
+        tally.reject(_capped_reject(tally.records.get(entry["offset"]), cfg["max_per_category"]))
+    if not kept:
+        raise FarolError(f"Nothing usable in the inputs ({tally.rejects.count} rejected, "
+                         f"{len(tally.duplicates)} duplicates)", hint=_reject_summary(tally))
+    splits = split_by_group(kept, cfg["split"], cfg["seed"])
+    report = build_report(cfg, tally, kept, len(capped), splits, tok, tokenizer_path)
+    write_outputs(out_dir, splits, tally, report)
+    return report
 
 
 def collect(records: Iterator[tuple[str, int, object]], cfg: dict) -> Tally:
