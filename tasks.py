@@ -47,18 +47,19 @@ def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits=4, group_size=64, forc
 
 @task(iterable=["input"], help={"input": "Q&A file (repeatable).",
                                 "biographies": "Biographies folder.", "out": "Output folder.",
-                                "config": "Data config file.", "seed": "Split seed."})
+                                "config": "Data config file.", "seed": "Split seed.",
+                                "tokenizer": "Model folder whose tokenizer counts tokens "
+                                             "(default: the tiny model when it exists)."})
 @exit_on_error
 def prepare(c, input=None, biographies=str(SAMPLE_BIOS), out=str(PROCESSED), config=None,
-            seed=None):
-    """Clean, validate, deduplicate and split Q&A data into train/valid/test JSONL."""
-    from farol_data import prepare as run_prepare
+            seed=None, tokenizer=None):
+    """Repair, validate, deduplicate, balance, analyse and split Q&A data into train/valid/test."""
+    from farol_data.console import prepare_with_console
 
-    result = run_prepare(input or [SAMPLE_QA], out, biographies=biographies or None,
-                         config=config, seed=_int(seed))
-    r = result.report
-    print(f"data: read {r['read']} = kept {r['kept']} + rejected {r['rejected']} + duplicates "
-          f"{r['duplicates']}; splits {r['splits']} -> {result.out_dir}")
+    tokenizer = tokenizer or (str(TINY) if (TINY / "config.json").exists() else None)
+    prepare_with_console(input or [SAMPLE_QA], out, biographies=biographies or None,
+                         config=config, seed=_int(seed),
+                         tokenizer=tokenizer)
 
 
 @task(help={"config": "Run config file.", "model": "Base model folder.",

@@ -21,6 +21,7 @@ CALLS = [
     ("mlx_lm.batch_generate", ["model", "tokenizer", "prompts", "max_tokens"]),
     ("mlx_lm.tuner.utils.linear_to_lora_layers", ["model", "num_layers", "config"]),
     ("mlx_lm.utils.load_adapters", ["model", "adapter_path"]),
+    ("mlx_lm.utils.load_tokenizer", ["model_path"]),
     ("mlx_lm.tuner.trainer.grad_checkpoint", ["layer"]),
     ("mlx_lm.sample_utils.make_sampler", ["temp", "top_p"]),
     ("mlx_lm.generate.generate_step", ["prompt", "model", "max_tokens", "sampler"]),

@@ -41,3 +41,18 @@ def test_device_facts():
     assert facts["backend"] in ("cpu", "metal", "cuda")
     assert facts["ram_total"] >= facts["ram_available"] > 0
     assert facts["mlx"] == mx.__version__
+
+
+def test_load_tokenizer_alone_installs_farols_template(tiny_model, tmp_path):
+    from farol_core import template
+    from farol_core.model import load_tokenizer
+
+    tok = load_tokenizer(tiny_model)
+    messages = [{"role": "user", "content": "Quem foi?"}, {"role": "assistant", "content": "Um."}]
+    assert tok.chat_template == template.CHAT_TEMPLATE
+    assert tok.apply_chat_template(messages, tokenize=False).startswith(tok.bos_token + "[INST] ")
+    with pytest.raises(FarolError, match="Tokenizer folder not found"):
+        load_tokenizer(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FarolError, match="Could not load a tokenizer"):
+        load_tokenizer(tmp_path / "empty")

@@ -87,3 +87,25 @@ def _numbered_lines(f, path: Path) -> Iterator[tuple[int, str]]:
             yield lineno, line
     except UnicodeDecodeError:
         raise FarolError(f"{path}:{lineno + 1}: not UTF-8 text") from None
+
+
+def atomic_write_lines(path: str | Path, lines: Iterable[str]) -> int:
+    """Stream text lines (each ending in a newline) to `path` atomically; returns the count.
+
+    Unlike `write_jsonl`, nothing is held in memory, so it suits outputs of any size.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for count, line in enumerate(lines, start=1):  # noqa: B007 (the count is returned)
+                f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from mlx_lm import load
+from mlx_lm.utils import load_tokenizer as _mlx_load_tokenizer
 
 from farol_core import template
 from farol_core.errors import FarolError
@@ -50,6 +51,20 @@ def load_model(model_path: str | Path, adapter_path: str | Path | None = None):
         raise FarolError(f"Could not load {model_path}: {e}") from None
     template.install(tokenizer)
     return model, tokenizer
+
+
+def load_tokenizer(model_path: str | Path):
+    """The tokenizer alone, via mlx-lm (no weights loaded), with Farol's chat template installed."""
+    path = Path(model_path)
+    if not path.is_dir():
+        raise FarolError(f"Tokenizer folder not found: {path}",
+                         hint="pass the base model's folder, e.g. models/tiny-mistral")
+    try:
+        tokenizer = _mlx_load_tokenizer(path)
+    except (ValueError, KeyError, OSError) as e:
+        raise FarolError(f"Could not load a tokenizer from {path}: {e}") from None
+    template.install(tokenizer)
+    return tokenizer
 
 
 def model_facts(model_path: str | Path) -> dict:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from farol_core.errors import FarolError
 
+from farol_data.sources import Bad
+
 _HEADING = re.compile(r"^#+\s*")
 
 
@@ -23,9 +25,10 @@ def read_biography(path: Path) -> tuple[str, list[str]]:
 
 
 def biography_records(folder: str | Path, questions: list[str],
-                      paragraphs: int) -> Iterator[tuple[str, int, dict | str]]:
-    """(file, line, record) per question per biography; a file that can't be read yields its
-    error message in place of the record, so the caller can count it as rejected."""
+                      paragraphs: int) -> Iterator[tuple[str, int, dict | Bad]]:
+    """(file, question number, record) per question per biography. The category is the folder
+    the file sits in and `player` its name, so the split keeps a player on one side. A file that
+    is not UTF-8 yields a Bad, which the caller counts as rejected."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FarolError(f"Biographies folder not found: {folder}")
@@ -34,11 +37,13 @@ def biography_records(folder: str | Path, questions: list[str],
             continue
         try:
             name, paras = read_biography(path)
-        except UnicodeDecodeError:
-            yield str(path), 1, "file is not UTF-8 text"
+        except UnicodeDecodeError as e:
+            yield str(path), 1, Bad(f"file is not UTF-8 text (byte 0x{e.object[e.start]:02x})",
+                                    path.read_bytes().decode("utf-8", "backslashreplace"))
             continue
         answer = "\n\n".join(p for p in paras if not p.startswith("#"))
         answer = "\n\n".join(answer.split("\n\n")[:paragraphs])
-        for question in questions:
-            yield str(path), 1, {"prompt": question.format(name=name), "completion": answer,
-                                 "category": "jogadores", "player": name}
+        for number, question in enumerate(questions, start=1):
+            yield str(path), number, {"prompt": question.replace("{name}", name),
+                                      "completion": answer, "category": path.parent.name,
+                                      "player": name}

@@ -1,28 +1,65 @@
-"""Text cleaning that never changes meaning: no lowercasing, no accent stripping."""
+"""Text repair and cleaning that never change meaning: no lowercasing, no accent stripping."""
 
 import re
 import unicodedata
+from itertools import islice
+
+import ftfy
 
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 _URL = re.compile(r"https?://\S+")
+_WORD = re.compile(r"\w+")
+# UTF-8 read as Latin-1/cp1252 shows a lead byte (Â..ô) followed by a continuation byte (0x80-0xBF
+# or its cp1252 letter). Clean text seldom has that pair, so ftfy only runs where it might help.
+_MOJIBAKE = re.compile(
+    "[\u00c2-\u00f4][\u0080-\u00bf\u20ac\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160"
+    "\u2039\u0152\u017d\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a"
+    "\u0153\u017e\u0178]"
+)
+
+
+def repair_mojibake(text: str) -> str:
+    """Undo UTF-8 that was decoded as Latin-1/cp1252 ("VisÃ£o" -> "Visão"), line by line, with
+    ftfy's encoding fixer only (no quote uncurling or other restyling)."""
+    if text.isascii() or not _MOJIBAKE.search(text):
+        return text
+    return "\n".join(ftfy.fix_encoding(line) if _MOJIBAKE.search(line) else line
+                     for line in text.split("\n"))
 
 
 def clean_text(text: str) -> str:
-    """NFKC; control characters dropped but newlines kept; runs of spaces and blank lines
-    collapsed."""
-    text = unicodedata.normalize("NFKC", text)
-    text = "".join(c for c in text if c == "\n" or not unicodedata.category(c).startswith("C"))
-    text = _SPACES.sub(" ", text)
-    text = _BLANK_LINES.sub("\n\n", text)
+    """Mojibake repaired, then `normalise`d. Repair runs once more on the result, because
+    trimming can expose mojibake that a neighbouring space hid from ftfy."""
+    text = normalise(repair_mojibake(text))
+    again = repair_mojibake(text)
+    return text if again == text else normalise(again)
+
+
+def normalise(text: str) -> str:
+    """NFKC; control and format characters dropped; runs of spaces and tabs made one space
+    (newlines kept); blank lines collapsed; lines trimmed."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    if _is_tidy(text):  # the common case, checked without regular expressions
+        return text
+    # Whitespace controls (tab, CR) are kept here so they become a space below, not nothing.
+    text = "".join(c for c in text if c.isspace() or not unicodedata.category(c).startswith("C"))
+    text = _BLANK_LINES.sub("\n\n", _SPACES.sub(" ", text))
     return "\n".join(line.strip() for line in text.split("\n")).strip()
+
+
+def _is_tidy(text: str) -> bool:
+    # Printable means no control, format or separator characters other than the ASCII space.
+    return (text.isprintable() and "  " not in text and not text.startswith(" ")
+            and not text.endswith(" "))
 
 
 def count_urls(text: str) -> int:
     """How many http(s) links `text` holds."""
-    return len(_URL.findall(text))
+    return len(_URL.findall(text)) if "http" in text else 0
 
 
-def word_count(text: str) -> int:
-    """Words of at least one letter or digit."""
-    return len(re.findall(r"\w+", text))
+def word_count(text: str, at_most: int | None = None) -> int:
+    """Words of at least one letter or digit; counting stops at `at_most` when given."""
+    return sum(1 for _ in islice(_WORD.finditer(text), at_most))

@@ -3,7 +3,7 @@
 import click
 from farol_core.errors import exit_on_error
 
-from farol_data.prepare import prepare
+from farol_data.console import prepare_with_console
 
 
 @click.group()
@@ -18,13 +18,12 @@ def main():
               help="Folder of player biographies (.md/.txt).")
 @click.option("--out", required=True, type=click.Path(), help="Output folder.")
 @click.option("--config", type=click.Path(), default=None, help="Data config (YAML or JSON).")
-@click.option("--seed", type=int, default=None, help="Split seed (overrides the config).")
+@click.option("--tokenizer", type=click.Path(), default=None,
+              help="Base model folder: its tokenizer measures token lengths.")
+@click.option("--seed", type=int, default=None, help="Split and sampling seed (overrides "
+                                                     "the config).")
 @exit_on_error
-def prepare_cmd(inputs, biographies, out, config, seed):
-    """Clean, validate, deduplicate and split the inputs into OUT."""
-    result = prepare(list(inputs), out, biographies=biographies, config=config, seed=seed)
-    r = result.report
-    click.echo(f"read {r['read']} = kept {r['kept']} + rejected {r['rejected']} "
-               f"+ duplicates {r['duplicates']}")
-    click.echo("splits: " + ", ".join(f"{k} {v}" for k, v in r["splits"].items()))
-    click.echo(f"wrote {result.out_dir}/{{train,valid,test,rejects}}.jsonl and report.json")
+def prepare_cmd(inputs, biographies, out, config, tokenizer, seed):
+    """Repair, validate, deduplicate, balance, analyse and split the inputs into OUT."""
+    prepare_with_console(list(inputs), out, biographies=biographies, config=config,
+                         tokenizer=tokenizer, seed=seed)

@@ -1,25 +1,31 @@
-"""The preparation pipeline: read → convert → clean → validate → dedup → split → write.
+"""The preparation pipeline: read → map fields → validate → repair and clean → dedup → cap →
+split → analyse → write.
 
 Nothing is dropped silently: every input line ends up kept, rejected (with its reason, in
-rejects.jsonl) or counted as a duplicate, and `read == kept + rejected + duplicates` holds.
+rejects.jsonl) or counted as a duplicate (with the record it duplicates, in report.json), and
+`read == kept + rejected + duplicates` holds. Records over a category's cap are rejects too.
 """
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from farol_core.config import load_config
 from farol_core.errors import FarolError
-from farol_core.io import write_json, write_jsonl
+from farol_core.model import load_tokenizer
 
+from farol_data.balance import cap_per_category
 from farol_data.biographies import biography_records
 from farol_data.clean import clean_text, count_urls, word_count
-from farol_data.formats import RecordError, to_messages
-from farol_data.report import write_report_md
+from farol_data.dedup import NearDuplicates, fingerprint
+from farol_data.formats import RecordError, map_fields, to_messages
+from farol_data.report import build_report, write_outputs
+from farol_data.sources import Bad, Progress, check_readable, read_source
 from farol_data.split import split_by_group
+from farol_data.spool import Spool
 
 OUTPUT_FILES = ("train.jsonl", "valid.jsonl", "test.jsonl", "rejects.jsonl", "report.json",
                 "report.md")
@@ -27,159 +33,200 @@ OUTPUT_FILES = ("train.jsonl", "valid.jsonl", "test.jsonl", "rejects.jsonl", "re
 
 @dataclass
 class PrepareResult:
-    """What `prepare` wrote and counted."""
+    """What `prepare` wrote and counted; `splits` reads the written files back."""
 
     out_dir: Path
     report: dict
-    splits: dict[str, list[dict]] = field(repr=False)
+
+    @property
+    def splits(self) -> dict[str, list[dict]]:
+        return {name: [json.loads(line) for line in (self.out_dir / f"{name}.jsonl").open()]
+                for name in ("train", "valid", "test")}
+
+
+@dataclass
+class Tally:
+    """The stream's outcome so far. Records and rejects wait in spool files; memory holds only
+    an entry per kept record (offset, group, category) and the duplicate list."""
+
+    kept: list[dict] = field(default_factory=list)
+    records: Spool = field(default_factory=Spool)
+    rejects: Spool = field(default_factory=Spool)
+    reasons: Counter = field(default_factory=Counter)
+    duplicates: list[dict] = field(default_factory=list)
+    formats: Counter = field(default_factory=Counter)
+    seen: dict[bytes, str] = field(default_factory=dict)
+    first_reject: dict | None = None
+
+    def keep(self, fmt: str, record: dict) -> None:
+        self.formats[fmt] += 1
+        self.kept.append({"offset": self.records.add(record), "group": record["group"],
+                          "category": record["category"]})
+
+    def reject(self, reject: dict) -> None:
+        self.reasons[reject["reason"]] += 1
+        self.rejects.add(reject)
+        self.first_reject = self.first_reject or reject
+
+    def close(self) -> None:
+        self.records.close()
+        self.rejects.close()
 
 
 def prepare(inputs: list[str | Path], out_dir: str | Path, biographies: str | Path | None = None,
-            config: str | Path | dict | None = None, seed: int | None = None) -> PrepareResult:
-    """Prepare the inputs into `out_dir`; see the module docstring for the guarantees."""
+            config: str | Path | dict | None = None, seed: int | None = None,
+            tokenizer: str | Path | None = None, progress: Progress | None = None
+            ) -> PrepareResult:
+    """Prepare the inputs into `out_dir`; see the module docstring for the guarantees.
+
+    `tokenizer` is a model folder whose tokenizer measures token lengths; `progress` is called
+    with the number of input bytes read as reading advances.
+    """
     cfg = load_config("data", config, {"seed": seed})
+    _check_inputs(inputs, biographies)
+    tok = load_tokenizer(tokenizer) if tokenizer is not None else None  # fail before the work
+    tally = collect(raw_records(inputs, biographies, cfg, progress), cfg)
+    try:
+        report = _finish(tally, cfg, Path(out_dir), tok,
+                         str(tokenizer) if tokenizer is not None else None)
+    finally:
+        tally.close()
+    return PrepareResult(Path(out_dir), report)
+
+
+def _check_inputs(inputs: list, biographies) -> None:
     if not inputs and biographies is None:
         raise FarolError("No input given", hint="pass --input FILE and/or --biographies DIR")
-    kept, rejects, dupes, formats = [], [], [], Counter()
-    seen: dict[str, str] = {}
-    for source, line, raw in _raw_records(inputs, biographies, cfg):
-        outcome = _accept(source, line, raw, cfg)
-        if isinstance(outcome, str):
-            text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
-            rejects.append({"source": source, "line": line, "reason": outcome, "raw": text})
-            continue
-        fmt, record = outcome
-        key = _fingerprint(record["messages"])
-        if key in seen:
-            dupes.append({"source": record["source"], "duplicate_of": seen[key]})
-            continue
-        seen[key] = record["source"]
-        formats[fmt] += 1
-        kept.append(record)
+    for path in inputs:
+        check_readable(Path(path))
+    if biographies is not None and not Path(biographies).is_dir():
+        raise FarolError(f"Biographies folder not found: {biographies}")
+
+
+def _finish(tally: Tally, cfg: dict, out_dir: Path, tok, tokenizer_path: str | None) -> dict:
+    """Cap, split, analyse and write what `collect` kept; returns the report."""
+    kept, capped = cap_per_category(tally.kept, cfg["max_per_category"], cfg["seed"])
+    for entry in capped:
+        tally.reject(_capped_reject(tally.records.get(entry["offset"]), cfg["max_per_category"]))
     if not kept:
-        raise FarolError(f"Nothing usable in the inputs ({len(rejects)} rejected)",
-                         hint=_reject_summary(rejects))
+        raise FarolError(f"Nothing usable in the inputs ({tally.rejects.count} rejected, "
+                         f"{len(tally.duplicates)} duplicates)", hint=_reject_summary(tally))
     splits = split_by_group(kept, cfg["split"], cfg["seed"])
-    report = _report(cfg, kept, rejects, dupes, formats, splits)
-    _write(Path(out_dir), splits, rejects, report)
-    return PrepareResult(Path(out_dir), report, splits)
+    report = build_report(cfg, tally, kept, len(capped), splits, tok, tokenizer_path)
+    write_outputs(out_dir, splits, tally, report)
+    return report
+
+
+def collect(records: Iterator[tuple[str, int, object]], cfg: dict) -> Tally:
+    """Validate, clean and deduplicate a stream of raw records into a Tally."""
+    tally = Tally()
+    threshold = cfg["near_duplicate_threshold"]
+    near = NearDuplicates(threshold) if threshold is not None else None
+    for source, line, raw in records:
+        outcome = accept(source, line, raw, cfg)
+        if isinstance(outcome, str):
+            tally.reject(_reject(source, line, outcome, raw))
+        elif not _is_duplicate(tally, near, outcome[1]):
+            tally.keep(*outcome)
+    return tally
 
 
 def texts(inputs: list[str | Path], biographies: str | Path | None = None,
           config: str | Path | dict | None = None) -> Iterator[str]:
     """The cleaned text of every usable record: a corpus for training a tokenizer."""
     cfg = load_config("data", config)
-    for source, line, raw in _raw_records(inputs, biographies, cfg):
-        outcome = _accept(source, line, raw, cfg)
+    for source, line, raw in raw_records(inputs, biographies, cfg):
+        outcome = accept(source, line, raw, cfg)
         if not isinstance(outcome, str):
             yield from (m["content"] for m in outcome[1]["messages"])
 
 
-def _raw_records(inputs, biographies, cfg) -> Iterator[tuple[str, int, dict | str]]:
+def raw_records(inputs, biographies, cfg,
+                progress: Progress | None = None) -> Iterator[tuple[str, int, object]]:
+    """(file, line, dict or Bad) from every input file, then every biography."""
     for path in inputs:
-        yield from _read_source(Path(path))
+        yield from read_source(Path(path), progress)
     if biographies is not None:
         yield from biography_records(biographies, cfg["biography_questions"],
                                      cfg["biography_paragraphs"])
 
 
-def _read_source(path: Path) -> Iterator[tuple[str, int, dict | str]]:
-    """(file, line, parsed object or raw text) per JSON Lines line or JSON array item."""
-    if not path.is_file():
-        raise FarolError(f"Input file not found: {path}")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        yield str(path), 1, f"<file is not UTF-8 text: {e.reason} at byte {e.start}>"
-        return
-    if text.lstrip().startswith("["):
-        yield from _json_array(path, text)
-        return
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            yield str(path), lineno, _parse(line)
-
-
-def _json_array(path: Path, text: str) -> Iterator[tuple[str, int, dict | str]]:
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as e:
-        yield str(path), e.lineno, f"<not valid JSON: {e.msg}>"
-        return
-    for i, item in enumerate(items, start=1):
-        yield str(path), i, item if isinstance(item, dict) else json.dumps(item)
-
-
-def _parse(line: str) -> dict | str:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError:
-        return line
-    return obj if isinstance(obj, dict) else line
-
-
-def _accept(source: str, line: int, raw: dict | str, cfg: dict) -> tuple[str, dict] | str:
+def accept(source: str, line: int, raw: object, cfg: dict) -> tuple[str, dict] | str:
     """(format, clean record) or the reason for rejecting it."""
-    if isinstance(raw, str):
-        return "not valid JSON" if not raw.startswith("<") else raw.strip("<>")
+    if isinstance(raw, Bad):
+        return raw.reason
+    record = map_fields(raw, cfg["field_map"])
     try:
-        fmt, messages = to_messages(raw)
+        fmt, messages = to_messages(record)
     except RecordError as e:
         return str(e)
     messages = [{"role": m["role"], "content": clean_text(m["content"])} for m in messages]
-    problem = _answer_problem(messages[-1]["content"], cfg)
+    problem = answer_problem(messages[-1]["content"], cfg)
     if problem:
         return problem
     if cfg["system_prompt"] and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": cfg["system_prompt"]})
-    category = raw.get("category") if isinstance(raw.get("category"), str) else Path(source).stem
-    group = raw.get("conversation_id") or raw.get("conversa_id") or raw.get("player")
-    record = {"messages": messages, "category": category, "source": f"{source}:{line}",
-              "group": str(group) if group else f"{source}:{line}"}
-    return fmt, record
+    return fmt, _prepared(messages, record, source, line)
 
 
-def _answer_problem(answer: str, cfg: dict) -> str | None:
+def answer_problem(answer: str, cfg: dict) -> str | None:
+    """Why a cleaned answer is unusable, or None."""
     if len(answer) < cfg["min_answer_chars"]:
         return f"answer shorter than {cfg['min_answer_chars']} characters"
     if len(answer) > cfg["max_answer_chars"]:
         return f"answer longer than {cfg['max_answer_chars']} characters"
-    if word_count(answer) < cfg["min_answer_words"]:
+    if word_count(answer, at_most=cfg["min_answer_words"]) < cfg["min_answer_words"]:
         return f"answer has fewer than {cfg['min_answer_words']} words"
     if count_urls(answer) > cfg["max_urls"]:
         return f"answer has more than {cfg['max_urls']} URLs"
     return None
 
 
-def _fingerprint(messages: list[dict]) -> str:
-    text = "\x00".join(f"{m['role']}:{m['content']}" for m in messages)
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+def _prepared(messages: list[dict], record: dict, source: str, line: int) -> dict:
+    player = record.get("player")
+    if "conversation_id" in record:
+        group = f"conversation:{record['conversation_id']}"
+    else:
+        group = f"player:{player}" if player else f"record:{source}:{line}"
+    return {"messages": messages, "category": record.get("category") or _stem(source),
+            "source": f"{source}:{line}", "group": group, "player": player}
 
 
-def _reject_summary(rejects: list[dict]) -> str:
-    reasons = Counter(r["reason"] for r in rejects).most_common(3)
-    return "most common reasons: " + "; ".join(f"{n}x {r}" for r, n in reasons) if reasons else ""
+@cache
+def _stem(source: str) -> str:
+    return Path(source).stem
 
 
-def _report(cfg, kept, rejects, dupes, formats, splits) -> dict:
-    return {
-        "read": len(kept) + len(rejects) + len(dupes),
-        "kept": len(kept),
-        "rejected": len(rejects),
-        "duplicates": len(dupes),
-        "splits": {name: len(records) for name, records in splits.items()},
-        "formats": dict(formats),
-        "categories": dict(Counter(r["category"] for r in kept).most_common()),
-        "reject_reasons": dict(Counter(r["reason"] for r in rejects).most_common()),
-        "duplicate_of": dupes,
-        "config": cfg,
-    }
+def _is_duplicate(tally: Tally, near: NearDuplicates | None, record: dict) -> bool:
+    key = fingerprint(record["messages"])
+    if key in tally.seen:
+        tally.duplicates.append({"source": record["source"], "duplicate_of": tally.seen[key],
+                                 "kind": "exact", "similarity": 1.0})
+        return True
+    tally.seen[key] = record["source"]
+    match = near.check(record["source"], record["messages"]) if near else None
+    if match:
+        tally.duplicates.append({"source": record["source"], "duplicate_of": match[0],
+                                 "kind": "near", "similarity": match[1]})
+    return match is not None
 
 
-def _write(out_dir: Path, splits: dict, rejects: list[dict], report: dict) -> None:
-    for name, records in splits.items():
-        write_jsonl(out_dir / f"{name}.jsonl", records)
-    write_jsonl(out_dir / "rejects.jsonl", rejects)
-    write_json(out_dir / "report.json", report)
-    write_report_md(out_dir / "report.md", report)
+def _reject(source: str, line: int, reason: str, raw: object) -> dict:
+    text = raw.raw if isinstance(raw, Bad) else json.dumps(raw, ensure_ascii=False)
+    return {"source": source, "line": line, "reason": reason, "raw": text}
+
+
+def _capped_reject(record: dict, cap: int) -> dict:
+    source, line = record["source"].rsplit(":", 1)
+    return {"source": source, "line": int(line),
+            "reason": f"over max_per_category ({cap}) for category '{record['category']}'",
+            "raw": json.dumps(record, ensure_ascii=False)}
+
+
+def _reject_summary(tally: Tally) -> str:
+    reasons = tally.reasons.most_common(3)
+    if not reasons:
+        return "every record duplicates an earlier one"
+    first = tally.first_reject
+    return ("most common reasons: " + "; ".join(f"{n}x {r}" for r, n in reasons)
+            + f"; first: {first['source']}:{first['line']}: {first['reason']}")
