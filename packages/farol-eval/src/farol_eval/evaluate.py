@@ -20,10 +20,11 @@ from farol_core.model import check_adapter_dir, load_model
 from farol_eval import checkpoints
 from farol_eval.generation import answer
 from farol_eval.metrics import score
-from farol_eval.report import write_reports
+from farol_eval.report import summary_lines, write_reports
 from farol_eval.stats import compare
 
 SPLITS = ("valid", "test")
+__all__ = ["evaluate", "held_out_records", "run_config", "summary_lines"]
 
 
 def run_config(run_dir: str | Path) -> dict:

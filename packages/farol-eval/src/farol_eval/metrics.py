@@ -9,9 +9,8 @@ import unicodedata
 from collections import Counter
 
 # Articles and article contractions carry no content, so they must not earn or cost credit.
-STOPWORDS = frozenset(
-    "o a os as um uma uns umas do da dos das no na nos nas ao aos".split()
-)
+STOPWORDS = frozenset({"o", "a", "os", "as", "um", "uma", "uns", "umas",
+                       "do", "da", "dos", "das", "no", "na", "nos", "nas", "ao", "aos"})
 _SPACES = re.compile(r"\s+")
 
 

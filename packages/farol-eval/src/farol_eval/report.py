@@ -119,11 +119,12 @@ def to_markdown(report: dict) -> str:
     """The human report: settings, loss table, metric table with CIs, categories, checkpoints,
     and the largest wins and losses."""
     st, gen = report["settings"], report["generation"]
+    folding = "on" if st["accent_folding"] else "off"
     lines = ["# Evaluation report", "",
              f"- model: `{report['model']}`", f"- adapter: `{report['adapter']}`",
              f"- loss counts {report['loss_tokens']}",
              f"- {gen['questions']} test questions, at most {st['max_tokens']} tokens per answer, "
-             f"temperature {st['temperature']}, accent folding {'on' if st['accent_folding'] else 'off'}",
+             f"temperature {st['temperature']}, accent folding {folding}",
              f"- intervals: {round(st['confidence'] * 100)}% paired bootstrap, "
              f"{st['bootstrap_resamples']} resamples, seed {st['seed']}", "",
              "## Loss and perplexity", "", *_loss_table(report["splits"]), ""]
