@@ -106,24 +106,38 @@ def analysis(rows: list[dict], path: Path, window: int = 5) -> Path:
 
 
 def base_vs_tuned(report: dict, path: Path) -> Path:
-    """Mean exact match, token F1 and ROUGE-L per variant, with bootstrap interval whiskers."""
+    """Left: mean exact match, token F1 and ROUGE-L per model with bootstrap interval whiskers.
+    Right: held-out loss per split and model."""
     summary, pct = report["generation"]["summary"], round(report["settings"]["confidence"] * 100)
     names = [n for n in ("base", "tuned") if n in summary["token_f1"]]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [3, 2]})
     x, width = np.arange(len(SCORE_METRICS)), 0.8 / len(names)
-    fig, a = plt.subplots(figsize=(8, 5))
     for i, name in enumerate(names):
         cells = [summary[m][name] for m in SCORE_METRICS]
         means = np.array([c["mean"] for c in cells])
-        err = np.array([[m - c["low"] for m, c in zip(means, cells, strict=True)],
-                        [c["high"] - m for m, c in zip(means, cells, strict=True)]])
-        a.bar(x + (i - (len(names) - 1) / 2) * width, means, width, yerr=err, capsize=4,
-              label=name)
+        err = [[m - c["low"] for m, c in zip(means, cells, strict=True)],
+               [c["high"] - m for m, c in zip(means, cells, strict=True)]]
+        bars = a.bar(x + (i - (len(names) - 1) / 2) * width, means, width, yerr=err, capsize=4,
+                     label=name)
+        a.bar_label(bars, fmt="%.3f", padding=2)
     a.set_xticks(x, [LABELS[m] for m in SCORE_METRICS])
     a.set(ylim=(0, 1.05), ylabel="mean score (0 to 1)",
-          title=f"Base against tuned on {report['generation']['questions']} test questions "
+          title=f"Answers to {report['generation']['questions']} test questions "
                 f"({pct}% bootstrap CI)")
     a.legend()
+    _loss_bars(b, report["splits"], names)
     return _save(fig, path)
+
+
+def _loss_bars(a, splits: dict, names: list[str]) -> None:
+    x, width = np.arange(len(splits)), 0.8 / len(names)
+    for i, name in enumerate(names):
+        losses = [splits[s][name]["loss"] for s in splits]
+        bars = a.bar(x + (i - (len(names) - 1) / 2) * width, losses, width, label=name)
+        a.bar_label(bars, fmt="%.3f", padding=2)
+    a.set_xticks(x, list(splits))
+    a.set(title="Held-out loss (lower is better)", xlabel="split", ylabel=LOSS)
+    a.legend()
 
 
 def checkpoint_curve(ck: dict, path: Path) -> Path:
