@@ -70,6 +70,11 @@ def train(c, config=str(DEMO_CONFIG), model=None, data=None, run=None, iters=Non
           f"val loss {result.val_loss:.3f}; adapter in {result.run_dir}")
 
 
+def _int(value):
+    # Invoke passes an option whose default is None as text.
+    return None if value is None else int(value)
+
+
 @task(name="eval", help={"run": "Run name.", "samples": "Answers printed in the summary.",
                          "max_tokens": "Tokens per answer.",
                          "questions": "Test questions to score (-1: all).",
@@ -79,8 +84,8 @@ def evaluate(c, run="demo", samples=None, max_tokens=None, questions=None, base_
     from farol_eval import evaluate as run_evaluate
     from farol_eval.evaluate import summary_lines
 
-    report = run_evaluate(RUNS / run, samples=samples, max_tokens=max_tokens,
-                          questions=questions, base_only=base_only)
+    report = run_evaluate(RUNS / run, samples=_int(samples), max_tokens=_int(max_tokens),
+                          questions=_int(questions), base_only=base_only)
     print("\n".join(summary_lines(report)))
     print(f"eval report: {RUNS / run / 'eval'}/report.{{json,csv,md}}")
 

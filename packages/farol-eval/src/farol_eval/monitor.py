@@ -82,6 +82,7 @@ def monitor(run_dir: str | Path, refresh: float = 2.0, max_updates: int | None =
             console: Console | None = None) -> dict:
     """Redraw every `refresh` seconds until the run finishes, `max_updates` draws were made
     or Ctrl+C; returns the last snapshot. A run with no metrics yet is waited for."""
+    console = console or Console()
     snap = snapshot(run_dir)
     updates = 0
     try:
@@ -95,4 +96,6 @@ def monitor(run_dir: str | Path, refresh: float = 2.0, max_updates: int | None =
                 time.sleep(refresh)
     except KeyboardInterrupt:
         pass  # Ctrl+C is how a user leaves a live view: not an error
+    if not console.is_terminal:
+        console.line()  # rich ends its last frame with a newline only on a terminal
     return snap
