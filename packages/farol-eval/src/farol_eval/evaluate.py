@@ -24,7 +24,7 @@ from farol_eval.report import summary_lines, write_reports
 from farol_eval.stats import compare
 
 SPLITS = ("valid", "test")
-__all__ = ["evaluate", "held_out_records", "run_config", "summary_lines"]
+__all__ = ["evaluate", "held_out_records", "resolve", "run_config", "summary_lines"]
 
 
 def run_config(run_dir: str | Path) -> dict:
@@ -43,34 +43,41 @@ def evaluate(run_dir: str | Path | None = None, model: str | None = None,
     """Evaluate the base model and, unless `base_only` or there is no adapter, the tuned one
     on the same questions; write report.json, report.csv and report.md. `eval_overrides` set
     keys of the config's `eval` section (questions, accent_folding, seed, ...)."""
-    cfg = run_config(run_dir) if run_dir else load_config("train", None)
-    ecfg = load_config("train", {"eval": {**cfg["eval"], **_given(eval_overrides),
-                                          **_given({"samples": samples,
-                                                    "max_tokens": max_tokens})}})["eval"]
+    cfg = resolve(run_dir, {**eval_overrides, "samples": samples, "max_tokens": max_tokens})
+    ecfg, tcfg, model = cfg["eval"], cfg["training"], model or cfg["model"]
     adapter = None if base_only else (adapter or run_dir)
     data = Path(data or cfg["data"])
-    out = Path(out) if out else (Path(run_dir) / "eval" if run_dir else Path("eval"))
-    lm, tokenizer = load_model(model or cfg["model"])
-    splits = _splits(data, tokenizer, cfg["training"]["mask_prompt"])
+    lm, tokenizer = load_model(model)
+    splits = _splits(data, tokenizer, tcfg["mask_prompt"])
     records = held_out_records(data, ecfg["questions"])
     variants = {"base": None} | ({"tuned": check_adapter_dir(adapter)} if adapter else {})
-    results, answers, seconds = {}, {}, {}
-    for name, adapter_dir in variants.items():
-        checkpoints.use_adapter(lm, adapter_dir)
-        log(f"evaluating {name} ...")
-        results[name] = {s: _loss(lm, ex, ecfg, cfg["training"]) for s, ex in splits.items()}
-        answers[name], seconds[name] = answer(
-            lm, tokenizer, [r["messages"][:-1] for r in records], ecfg["max_tokens"],
-            ecfg["temperature"], ecfg["generation_batch_size"])
-    curve = _curve(lm, run_dir, data, tokenizer, splits, cfg, ecfg, log) if run_dir else None
-    report = build_report(model or cfg["model"], adapter, run_dir, cfg["training"]["mask_prompt"],
-                          ecfg, results, records, answers, seconds, curve)
-    write_reports(report, out)
+    measured = {name: _measure(lm, tokenizer, adapter_dir, splits, records, cfg, log, name)
+                for name, adapter_dir in variants.items()}
+    curve = _curve(lm, run_dir, data, tokenizer, splits, cfg, log) if run_dir else None
+    report = build_report(model, adapter, run_dir, tcfg["mask_prompt"], ecfg, measured,
+                          records, curve)
+    write_reports(report, Path(out) if out else Path(run_dir or ".") / "eval")
     return report
 
 
-def _given(d: dict) -> dict:
-    return {k: v for k, v in d.items() if v is not None}
+def resolve(run_dir: str | Path | None, eval_overrides: dict) -> dict:
+    """The run's config (or the defaults), with `eval_overrides` (None ignored) validated."""
+    cfg = run_config(run_dir) if run_dir else load_config("train", None)
+    given = {k: v for k, v in eval_overrides.items() if v is not None}
+    cfg["eval"] = load_config("train", {"eval": {**cfg["eval"], **given}})["eval"]
+    return cfg
+
+
+def _measure(lm, tokenizer, adapter_dir, splits, records, cfg, log, name) -> dict:
+    """Loss per split and answers to `records` with one adapter (or none) applied."""
+    ecfg = cfg["eval"]
+    checkpoints.use_adapter(lm, adapter_dir)
+    log(f"evaluating {name} ...")
+    losses = {s: _loss(lm, ex, ecfg, cfg["training"]) for s, ex in splits.items()}
+    texts, seconds = answer(lm, tokenizer, [r["messages"][:-1] for r in records],
+                            ecfg["max_tokens"], ecfg["temperature"],
+                            ecfg["generation_batch_size"])
+    return {"splits": losses, "answers": texts, "seconds": seconds}
 
 
 def _splits(data: Path, tokenizer, mask_prompt: bool) -> dict:
@@ -99,7 +106,8 @@ def _loss(model, examples, ecfg, tcfg) -> dict:
     return {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens}
 
 
-def _curve(lm, run_dir, data, tokenizer, splits, cfg, ecfg, log) -> dict | None:
+def _curve(lm, run_dir, data, tokenizer, splits, cfg, log) -> dict | None:
+    ecfg = cfg["eval"]
     if not ecfg["checkpoints"] or "valid" not in splits or not (data / "train.jsonl").is_file():
         return None
     train = load_split(data / "train.jsonl", tokenizer, cfg["training"]["mask_prompt"])
@@ -108,11 +116,11 @@ def _curve(lm, run_dir, data, tokenizer, splits, cfg, ecfg, log) -> dict | None:
                              cfg["training"]["max_seq_length"], log)
 
 
-def build_report(model, adapter, run_dir, mask_prompt, ecfg, results, records, answers,
-                 seconds, curve) -> dict:
+def build_report(model, adapter, run_dir, mask_prompt, ecfg, measured, records,
+                 curve) -> dict:
     """The report.json object from the measured losses, answers and checkpoint curve."""
-    questions = [_question(r, {n: a[i] for n, a in answers.items()}, ecfg["accent_folding"])
-                 for i, r in enumerate(records)]
+    questions = [_question(r, {n: m["answers"][i] for n, m in measured.items()},
+                           ecfg["accent_folding"]) for i, r in enumerate(records)]
     boot = (ecfg["bootstrap_resamples"], ecfg["seed"], ecfg["confidence"])
     return {
         "model": str(model),
@@ -122,8 +130,10 @@ def build_report(model, adapter, run_dir, mask_prompt, ecfg, results, records, a
         "settings": {k: ecfg[k] for k in ("questions", "max_tokens", "temperature",
                                           "accent_folding", "bootstrap_resamples",
                                           "confidence", "seed", "samples")},
-        "splits": {s: {name: r[s] for name, r in results.items()} for s in results["base"]},
-        "generation": {"questions": len(questions), "seconds": seconds,
+        "splits": {s: {n: m["splits"][s] for n, m in measured.items()}
+                   for s in measured["base"]["splits"]},
+        "generation": {"questions": len(questions),
+                       "seconds": {n: m["seconds"] for n, m in measured.items()},
                        "summary": _summary(questions, *boot),
                        "by_category": _by_category(questions, boot)},
         "questions": questions,

@@ -118,19 +118,12 @@ def _examples(title: str, questions: list[dict]) -> list[str]:
 def to_markdown(report: dict) -> str:
     """The human report: settings, loss table, metric table with CIs, categories, checkpoints,
     and the largest wins and losses."""
-    st, gen = report["settings"], report["generation"]
-    folding = "on" if st["accent_folding"] else "off"
-    lines = ["# Evaluation report", "",
-             f"- model: `{report['model']}`", f"- adapter: `{report['adapter']}`",
-             f"- loss counts {report['loss_tokens']}",
-             f"- {gen['questions']} test questions, at most {st['max_tokens']} tokens per answer, "
-             f"temperature {st['temperature']}, accent folding {folding}",
-             f"- intervals: {round(st['confidence'] * 100)}% paired bootstrap, "
-             f"{st['bootstrap_resamples']} resamples, seed {st['seed']}", "",
-             "## Loss and perplexity", "", *_loss_table(report["splits"]), ""]
+    gen = report["generation"]
+    lines = [*_header(report), "## Loss and perplexity", "", *_loss_table(report["splits"]), ""]
     if gen["summary"]:
-        lines += ["## Answers, base against tuned", "",
-                  *_summary_table(gen["summary"], st["confidence"]), ""]
+        title = "Answers, base against tuned" if report["adapter"] else "Answers"
+        lines += [f"## {title}", "",
+                  *_summary_table(gen["summary"], report["settings"]["confidence"]), ""]
         lines += _categories(gen["by_category"])
     lines += _checkpoint_lines(report["checkpoints"])
     if report["adapter"]:
@@ -138,6 +131,19 @@ def to_markdown(report: dict) -> str:
         lines += _examples(f"Largest wins (top {TOP} by token F1 gain)", wins)
         lines += _examples(f"Largest losses (top {TOP} by token F1 loss)", losses)
     return "\n".join(lines)
+
+
+def _header(report: dict) -> list[str]:
+    st = report["settings"]
+    adapter = f"`{report['adapter']}`" if report["adapter"] else "none (the base model alone)"
+    return ["# Evaluation report", "",
+            f"- model: `{report['model']}`", f"- adapter: {adapter}",
+            f"- loss counts {report['loss_tokens']}",
+            f"- {report['generation']['questions']} test questions, at most "
+            f"{st['max_tokens']} tokens per answer, temperature {st['temperature']}, "
+            f"accent folding {'on' if st['accent_folding'] else 'off'}",
+            f"- intervals: {round(st['confidence'] * 100)}% paired bootstrap, "
+            f"{st['bootstrap_resamples']} resamples, seed {st['seed']}", ""]
 
 
 def _categories(by_category: dict) -> list[str]:
