@@ -150,7 +150,7 @@ def plots(c, run="demo", out=None):
 
 @task(help={"run": "Run name.", "refresh": "Seconds between redraws.",
             "once": "Draw once and exit."})
-def monitor(c, run="demo", refresh=2.0, once=False):
+def monitor(c, run="demo", refresh="2", once=False):
     """Follow a training run live (loss sparkline, ETA, memory); Ctrl+C exits."""
     from farol_eval.monitor import monitor as run_monitor
 
