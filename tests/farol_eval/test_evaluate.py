@@ -109,3 +109,37 @@ def test_base_model_alone(trained_run, tmp_path):
 def test_cli_missing_run_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(main, ["run", "--run", str(tmp_path / "nope")])
     assert res.exit_code == 1 and "No run at" in res.output and "Traceback" not in res.output
+
+
+def test_report_from_known_answers_ranks_wins_and_losses_in_markdown():
+    from farol_core.config import load_config
+    from farol_eval.evaluate import build_report
+    from farol_eval.report import to_csv, to_markdown
+
+    refs = ["Faro fica no Algarve", "O Farense foi fundado em 1910", "Hassan Nader"]
+    records = [{"id": f"t:{i}", "category": "c", "messages": [
+        {"role": "user", "content": f"pergunta {i}?"}, {"role": "assistant", "content": r}]}
+        for i, r in enumerate(refs)]
+    loss = {"loss": 1.0, "perplexity": math.e, "tokens": 10}
+    measured = {
+        "base": {"splits": {"test": loss}, "seconds": 1.0,
+                 "answers": ["Faro", "fundado em 1910", "um avançado marroquino"]},
+        "tuned": {"splits": {"test": loss}, "seconds": 1.0,
+                  "answers": ["Faro fica no Algarve", "não sei", "Hassan Nader"]},
+    }
+    ecfg = load_config("train")["eval"]
+    report = build_report("m", "a", None, True, ecfg, measured, records, None)
+    validate_report(report)
+    f1 = report["generation"]["summary"]["token_f1"]
+    # base: "faro" P 1, R 1/3 -> 0.5; "fundado em 1910" P 1, R 3/5 -> 0.75; no overlap -> 0
+    # tuned: exact, nothing shared, exact -> 1, 0, 1
+    assert math.isclose(f1["base"]["mean"], (0.5 + 0.75 + 0) / 3)
+    assert math.isclose(f1["tuned"]["mean"], 2 / 3)
+    wins, losses = wins_and_losses(report)
+    assert [w["id"] for w in wins] == ["t:2", "t:0"] and [x["id"] for x in losses] == ["t:1"]
+    md = to_markdown(report)
+    wins_part = md.split("## Largest wins")[1].split("## Largest losses")[0]
+    assert "| +1.000 | pergunta 2? | Hassan Nader | um avançado marroquino | Hassan Nader |" \
+        in wins_part
+    assert "não sei" in md.split("## Largest losses")[1]
+    assert to_csv(report).count("\n") == 4
