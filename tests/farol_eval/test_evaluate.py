@@ -4,6 +4,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from farol_core.errors import FarolError
@@ -120,16 +121,23 @@ def test_report_from_known_answers_ranks_wins_and_losses_in_markdown():
     records = [{"id": f"t:{i}", "category": "c", "messages": [
         {"role": "user", "content": f"pergunta {i}?"}, {"role": "assistant", "content": r}]}
         for i, r in enumerate(refs)]
-    loss = {"loss": 1.0, "perplexity": math.e, "tokens": 10}
+    # summed loss and tokens per example: base 2, 2, 2 nats/token; tuned 1, 1, 4
+    counts = np.array([10, 10, 20])
+    base = {"sums": np.array([20.0, 20.0, 40.0]), "counts": counts}
+    tuned = {"sums": np.array([10.0, 10.0, 80.0]), "counts": counts}
     measured = {
-        "base": {"splits": {"test": loss}, "seconds": 1.0,
+        "base": {"losses": {"test": base}, "seconds": 1.0,
                  "answers": ["Faro", "fundado em 1910", "um avançado marroquino"]},
-        "tuned": {"splits": {"test": loss}, "seconds": 1.0,
+        "tuned": {"losses": {"test": tuned}, "seconds": 1.0,
                   "answers": ["Faro fica no Algarve", "não sei", "Hassan Nader"]},
     }
     ecfg = load_config("train")["eval"]
     report = build_report("m", "a", None, True, ecfg, measured, records, None)
     validate_report(report)
+    test = report["splits"]["test"]
+    assert test["base"]["loss"] == 2.0 and test["tuned"]["loss"] == 2.5  # 100 / 40 tokens
+    assert test["gain"]["mean"] == 0.5 and test["base"]["tokens"] == 40
+    assert test["gain"]["low"] < 0.5 < test["gain"]["high"]
     f1 = report["generation"]["summary"]["token_f1"]
     # base: "faro" P 1, R 1/3 -> 0.5; "fundado em 1910" P 1, R 3/5 -> 0.75; no overlap -> 0
     # tuned: exact, nothing shared, exact -> 1, 0, 1

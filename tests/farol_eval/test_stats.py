@@ -39,3 +39,16 @@ def test_interval_is_seeded_and_covers_the_mean():
 def test_base_only_has_no_gain():
     out = compare({"base": _rows([0.5, 1.0])}, 100, 0, 0.95)
     assert "gain" not in out["exact_match"] and "tuned" not in out["exact_match"]
+
+
+def test_loss_comparison_is_token_weighted_and_paired():
+    from farol_eval.stats import compare_losses
+
+    counts = np.array([1, 10, 5])
+    base = {"sums": 2.0 * counts, "counts": counts}  # 2 nats per token everywhere
+    tuned = {"sums": np.array([3.0, 10.0, 5.0]), "counts": counts}  # 3, 1, 1 nats per token
+    out = compare_losses({"base": base, "tuned": tuned}, 1000, 0, 0.95)
+    assert out["base"] == {"mean": 2.0, "low": 2.0, "high": 2.0}
+    assert np.isclose(out["tuned"]["mean"], 18 / 16)  # the 1-token example weighs 1/16
+    assert np.isclose(out["gain"]["mean"], 18 / 16 - 2)
+    assert out["gain"]["low"] <= out["gain"]["mean"] <= out["gain"]["high"] <= 1.0

@@ -1,27 +1,28 @@
 """Base against tuned on held-out data, with the same model loaded once.
 
 Loss is the mean cross-entropy per trained token (answer tokens only when the run used prompt
-masking) and perplexity is exp(loss); both are computed over whole splits. Answers to the test
+masking) and perplexity is exp(loss); both are computed over whole splits, from per-example
+losses so that base and tuned can be compared in pairs. Answers to the test
 questions are generated greedily, scored per question, and compared in pairs with bootstrap
 confidence intervals.
 """
 
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 
 from farol_core.config import load_config
-from farol_core.dataset import evaluate_loss, load_split, read_messages
+from farol_core.dataset import load_split, read_messages
 from farol_core.errors import FarolError
 from farol_core.io import read_jsonl
 from farol_core.model import check_adapter_dir, load_model
 
 from farol_eval import checkpoints
 from farol_eval.generation import answer
+from farol_eval.losses import example_losses, split_loss
 from farol_eval.metrics import score
 from farol_eval.report import summary_lines, write_reports
-from farol_eval.stats import compare
+from farol_eval.stats import compare, compare_losses
 
 SPLITS = ("valid", "test")
 __all__ = ["evaluate", "held_out_records", "resolve", "run_config", "summary_lines"]
@@ -73,11 +74,12 @@ def _measure(lm, tokenizer, adapter_dir, splits, records, cfg, log, name) -> dic
     ecfg = cfg["eval"]
     checkpoints.use_adapter(lm, adapter_dir)
     log(f"evaluating {name} ...")
-    losses = {s: _loss(lm, ex, ecfg, cfg["training"]) for s, ex in splits.items()}
+    losses = {s: example_losses(lm, ex, cfg["training"]["max_seq_length"])
+              for s, ex in splits.items()}
     texts, seconds = answer(lm, tokenizer, [r["messages"][:-1] for r in records],
                             ecfg["max_tokens"], ecfg["temperature"],
                             ecfg["generation_batch_size"])
-    return {"splits": losses, "answers": texts, "seconds": seconds}
+    return {"losses": losses, "answers": texts, "seconds": seconds}
 
 
 def _splits(data: Path, tokenizer, mask_prompt: bool) -> dict:
@@ -99,11 +101,6 @@ def held_out_records(data: Path, n: int) -> list[dict]:
                 "category": str(r.get("category") or "uncategorised"), "messages": chat}
                for i, (r, chat) in enumerate(zip(rows, chats, strict=True))]
     return records if n < 0 else records[:n]
-
-
-def _loss(model, examples, ecfg, tcfg) -> dict:
-    loss, tokens = evaluate_loss(model, examples, ecfg["batch_size"], tcfg["max_seq_length"])
-    return {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens}
 
 
 def _curve(lm, run_dir, data, tokenizer, splits, cfg, log) -> dict | None:
@@ -130,8 +127,7 @@ def build_report(model, adapter, run_dir, mask_prompt, ecfg, measured, records,
         "settings": {k: ecfg[k] for k in ("questions", "max_tokens", "temperature",
                                           "accent_folding", "bootstrap_resamples",
                                           "confidence", "seed", "samples")},
-        "splits": {s: {n: m["splits"][s] for n, m in measured.items()}
-                   for s in measured["base"]["splits"]},
+        "splits": _split_losses(measured, boot),
         "generation": {"questions": len(questions),
                        "seconds": {n: m["seconds"] for n, m in measured.items()},
                        "summary": _summary(questions, *boot),
@@ -139,6 +135,17 @@ def build_report(model, adapter, run_dir, mask_prompt, ecfg, measured, records,
         "questions": questions,
         "checkpoints": curve,
     }
+
+
+def _split_losses(measured: dict, boot: tuple) -> dict:
+    out = {}
+    for split in measured["base"]["losses"]:
+        per_model = {n: m["losses"][split] for n, m in measured.items()}
+        ci = compare_losses(per_model, *boot)
+        out[split] = {n: {**split_loss(pm), "low": ci[n]["low"], "high": ci[n]["high"]}
+                      for n, pm in per_model.items()}
+        out[split] |= {"gain": ci["gain"]} if "gain" in ci else {}
+    return out
 
 
 def _question(record: dict, answers: dict, accent_folding: bool) -> dict:

@@ -132,8 +132,10 @@ def base_vs_tuned(report: dict, path: Path) -> Path:
 def _loss_bars(a, splits: dict, names: list[str]) -> None:
     x, width = np.arange(len(splits)), 0.8 / len(names)
     for i, name in enumerate(names):
-        losses = [splits[s][name]["loss"] for s in splits]
-        bars = a.bar(x + (i - (len(names) - 1) / 2) * width, losses, width, label=name)
+        cells = [splits[s][name] for s in splits]
+        err = [[c["loss"] - c["low"] for c in cells], [c["high"] - c["loss"] for c in cells]]
+        bars = a.bar(x + (i - (len(names) - 1) / 2) * width, [c["loss"] for c in cells], width,
+                     yerr=err, capsize=4, label=name)
         a.bar_label(bars, fmt="%.3f", padding=2)
     a.set_xticks(x, list(splits))
     a.set(title="Held-out loss (lower is better)", xlabel="split", ylabel=LOSS)

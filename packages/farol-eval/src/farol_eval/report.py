@@ -88,16 +88,19 @@ def _summary_table(summary: dict, confidence: float) -> list[str]:
     return lines
 
 
-def _loss_table(splits: dict) -> list[str]:
-    lines = ["| split | base loss | base perplexity | tuned loss | tuned perplexity | tokens |",
-             "|---|---|---|---|---|---|"]
+def _loss_table(splits: dict, confidence: float) -> list[str]:
+    pct = round(confidence * 100)
+    lines = [f"| split | base loss [{pct}% CI] | tuned loss [{pct}% CI] | gain (tuned - base) | "
+             "base perplexity | tuned perplexity | tokens |", "|---|---|---|---|---|---|---|"]
     for split, v in splits.items():
-        cells = [split]
-        for name in VARIANTS:
-            r = v.get(name)
-            cells += [f"{r['loss']:.4f}", f"{r['perplexity']:.2f}"] if r else ["", ""]
+        cells = [split] + [_fmt_loss(v.get(n)) for n in VARIANTS] + [_fmt(v.get("gain"), 4)]
+        cells += [f"{v[n]['perplexity']:.2f}" if n in v else "" for n in VARIANTS]
         lines.append("| " + " | ".join([*cells, str(v["base"]["tokens"])]) + " |")
     return lines
+
+
+def _fmt_loss(r: dict | None) -> str:
+    return _fmt({"mean": r["loss"], "low": r["low"], "high": r["high"]}, 4) if r else ""
 
 
 def _cell(text: str) -> str:
@@ -119,7 +122,8 @@ def to_markdown(report: dict) -> str:
     """The human report: settings, loss table, metric table with CIs, categories, checkpoints,
     and the largest wins and losses."""
     gen = report["generation"]
-    lines = [*_header(report), "## Loss and perplexity", "", *_loss_table(report["splits"]), ""]
+    lines = [*_header(report), "## Loss and perplexity", "",
+             *_loss_table(report["splits"], report["settings"]["confidence"]), ""]
     if gen["summary"]:
         title = "Answers, base against tuned" if report["adapter"] else "Answers"
         lines += [f"## {title}", "",
@@ -173,12 +177,13 @@ def _checkpoint_lines(ck: dict | None) -> list[str]:
 def summary_lines(report: dict) -> list[str]:
     """A few lines for the terminal: loss per split, metric means with CIs, sample answers."""
     lines = [f"loss over {report['loss_tokens']}"]
-    for split, variants in report["splits"].items():
-        cells = ", ".join(f"{name} loss {v['loss']:.3f} / ppl {v['perplexity']:.1f}"
-                          for name, v in variants.items())
-        lines.append(f"  {split}: {cells}")
-    summary = report["generation"]["summary"]
     pct = round(report["settings"]["confidence"] * 100)
+    for split, v in report["splits"].items():
+        cells = ", ".join(f"{name} loss {v[name]['loss']:.3f} / ppl {v[name]['perplexity']:.1f}"
+                          for name in VARIANTS if name in v)
+        gain = f"; gain {_fmt(v['gain'])} ({pct}% CI)" if "gain" in v else ""
+        lines.append(f"  {split}: {cells}{gain}")
+    summary = report["generation"]["summary"]
     for m in (m for m in SCORES if m in summary):
         s = summary[m]
         gain = f"; gain {_fmt(s['gain'])} ({pct}% CI)" if "gain" in s else ""

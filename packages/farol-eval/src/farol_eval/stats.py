@@ -35,3 +35,28 @@ def compare(scores: dict[str, list[dict]], resamples: int, seed: int,
         if {"base", "tuned"} <= cols.keys():
             out[metric]["gain"] = interval(cols["tuned"] - cols["base"], idx, confidence)
     return out
+
+
+def _bounds(estimate: float, boots: np.ndarray, confidence: float) -> dict:
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(boots, [tail, 100 - tail])
+    return {"mean": float(estimate), "low": float(low), "high": float(high)}
+
+
+def compare_losses(per_model: dict[str, dict], resamples: int, seed: int,
+                   confidence: float) -> dict:
+    """Token-weighted loss of each model with a bootstrap interval over examples and, with two
+    models, the paired gain (tuned minus base; negative is better) with its interval.
+
+    Each resample redraws the examples and recomputes sum(loss) / sum(tokens) for both models.
+    """
+    counts = next(iter(per_model.values()))["counts"]
+    idx = bootstrap_indices(len(counts), resamples, seed)
+    tokens = np.maximum(counts[idx].sum(axis=1), 1)
+    boots = {n: m["sums"][idx].sum(axis=1) / tokens for n, m in per_model.items()}
+    out = {n: _bounds(m["sums"].sum() / counts.sum(), boots[n], confidence)
+           for n, m in per_model.items()}
+    if {"base", "tuned"} <= per_model.keys():
+        out["gain"] = _bounds(out["tuned"]["mean"] - out["base"]["mean"],
+                              boots["tuned"] - boots["base"], confidence)
+    return out
