@@ -23,8 +23,8 @@ def main():
 
 
 @main.command("run")
-@click.option("--run", "run_dir", type=click.Path(), default=None,
-              help="Run folder (runs/<name>); its config gives model, data and adapter.")
+@click.option("--run", "run_dir", default=None,
+              help="Run folder or name under runs/; its config gives model, data and adapter.")
 @click.option("--model", default=None, help="Base model folder.")
 @click.option("--adapter-path", default=None, help="Adapter folder (default: the run).")
 @click.option("--base-only", is_flag=True, help="Evaluate the base model alone.")
@@ -44,6 +44,7 @@ def main():
 def run_cmd(run_dir, model, adapter_path, base_only, data, questions, samples, max_tokens,
             temperature, accent_folding, seed, out):
     """Loss, perplexity and answer metrics, base against tuned, with confidence intervals."""
+    run_dir = run_path(run_dir) if run_dir else None
     report = evaluate(run_dir, model=model, adapter=adapter_path, data=data, samples=samples,
                       max_tokens=max_tokens, out=out, base_only=base_only,
                       log=lambda m: click.echo(m, err=True), questions=questions,
