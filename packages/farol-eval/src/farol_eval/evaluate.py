@@ -2,9 +2,8 @@
 
 Loss is the mean cross-entropy per trained token (answer tokens only when the run used prompt
 masking) and perplexity is exp(loss); both are computed over whole splits, from per-example
-losses so that base and tuned can be compared in pairs. Answers to the test
-questions are generated greedily, scored per question, and compared in pairs with bootstrap
-confidence intervals.
+losses so that base and tuned can be compared in pairs. Answers to the test questions are
+generated greedily, scored per question, and compared in pairs with bootstrap intervals.
 """
 
 import json
