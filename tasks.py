@@ -76,17 +76,20 @@ def train(c, config=str(DEMO_CONFIG), model=None, data=None, run=None, iters=Non
           f"val loss {result.val_loss:.3f}; adapter in {result.run_dir}")
 
 
-@task(name="eval", help={"run": "Run name.", "samples": "Answers to generate.",
-                         "max_tokens": "Tokens per answer."})
+@task(name="eval", help={"run": "Run name.", "samples": "Answers printed in the summary.",
+                         "max_tokens": "Tokens per answer.",
+                         "questions": "Test questions to score (-1: all).",
+                         "base_only": "Evaluate the base model alone."})
 @exit_on_error
-def evaluate(c, run="demo", samples=None, max_tokens=None):
-    """Evaluate base against tuned: loss, perplexity and sample answers."""
+def evaluate(c, run="demo", samples=None, max_tokens=None, questions=None, base_only=False):
+    """Evaluate base against tuned: loss, perplexity, exact match, token F1, ROUGE-L with CIs."""
     from farol_eval import evaluate as run_evaluate
     from farol_eval.evaluate import summary_lines
 
-    report = run_evaluate(RUNS / run, samples=_int(samples), max_tokens=_int(max_tokens))
+    report = run_evaluate(RUNS / run, samples=_int(samples), max_tokens=_int(max_tokens),
+                          questions=_int(questions), base_only=base_only)
     print("\n".join(summary_lines(report)))
-    print(f"eval report: {RUNS / run / 'eval' / 'report.json'}")
+    print(f"eval report: {RUNS / run / 'eval'}/report.{{json,csv,md}}")
 
 
 @task(help={"question": "The question.", "model": "Model folder.",
@@ -113,6 +116,7 @@ def demo(c):
     prepare(c)
     train(c)
     evaluate(c)
+    plots(c)
     from farol_core.config import load_config
 
     answer_tokens = load_config("train", DEMO_CONFIG)["eval"]["max_tokens"]
@@ -120,7 +124,8 @@ def demo(c):
     print("\nartifacts:")
     for label, path in (("base model", TINY), ("4-bit model", TINY_4BIT), ("data", PROCESSED),
                         ("run (config, metrics, adapter)", RUNS / "demo"),
-                        ("eval report", RUNS / "demo" / "eval" / "report.json")):
+                        ("eval report", RUNS / "demo" / "eval" / "report.md"),
+                        ("charts", RUNS / "demo" / "eval" / "plots")):
         print(f"  {label:32} {path}")
 
 
@@ -140,6 +145,29 @@ def test(c, args=""):
 def lint(c):
     """Check style and common bugs with ruff."""
     c.run(shlex.join([str(BIN / "ruff"), "check", str(ROOT)]))
+
+
+# --- evaluation: charts and the live monitor ---
+
+
+@task(help={"run": "Run name.", "out": "Chart folder (default: runs/<name>/eval/plots)."})
+@exit_on_error
+def plots(c, run="demo", out=None):
+    """PNG charts of a run: training dashboard, loss analysis, base against tuned, checkpoints."""
+    from farol_eval.plots import plot
+
+    for path in plot(RUNS / run, out):
+        print(f"chart: {path}")
+
+
+@task(help={"run": "Run name.", "refresh": "Seconds between redraws.",
+            "once": "Draw once and exit."})
+@exit_on_error
+def monitor(c, run="demo", refresh="2", once=False):
+    """Follow a training run live (loss sparkline, ETA, memory); Ctrl+C exits."""
+    from farol_eval.monitor import monitor as run_monitor
+
+    run_monitor(RUNS / run, refresh=float(refresh), max_updates=1 if once else None)
 
 
 def _int(value) -> int | None:

@@ -22,6 +22,9 @@ CALLS = [
     ("mlx_lm.tuner.utils.linear_to_lora_layers", ["model", "num_layers", "config"]),
     ("mlx_lm.utils.load_adapters", ["model", "adapter_path"]),
     ("mlx_lm.utils.load_tokenizer", ["model_path"]),
+    ("mlx_lm.tuner.utils.remove_lora_layers", ["model"]),
+    ("mlx_lm.generate.BatchGenerator", ["model", "max_tokens", "stop_tokens", "sampler",
+                                        "completion_batch_size"]),
     ("mlx_lm.tuner.trainer.grad_checkpoint", ["layer"]),
     ("mlx_lm.sample_utils.make_sampler", ["temp", "top_p"]),
     ("mlx_lm.generate.generate_step", ["prompt", "model", "max_tokens", "sampler"]),
@@ -52,6 +55,12 @@ def test_generation_step_dataclass_fields():
     needed = {"text", "token", "prompt_tokens", "prompt_tps", "generation_tokens",
               "generation_tps", "peak_memory", "finish_reason"}
     assert needed <= fields, f"GenerationResponse lost {needed - fields}"
+
+
+def test_batch_response_fields():
+    from mlx_lm.generate import BatchResponse
+
+    assert "texts" in {f.name for f in dataclasses.fields(BatchResponse)}
 
 
 def test_lora_config_keys_and_adapter_loading_contract(tmp_path):

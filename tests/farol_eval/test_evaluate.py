@@ -1,27 +1,153 @@
-"""Smoke test of farol-eval on the short run: base against tuned, honestly computed."""
+"""farol-eval on the short run: base against tuned on the same questions, honestly computed."""
 
+import csv
 import json
 import math
 
+import numpy as np
+import pytest
 from click.testing import CliRunner
+from farol_core.errors import FarolError
 from farol_eval import evaluate
 from farol_eval.cli import main
+from farol_eval.metrics import score
+from farol_eval.report import validate_report, wins_and_losses
+
+QUIET = {"log": lambda _: None}
 
 
-def test_base_and_tuned_on_the_same_splits(trained_run):
-    result, _ = trained_run
-    report = evaluate(result.run_dir, log=lambda _: None)
-    assert json.loads((result.run_dir / "eval" / "report.json").read_text()) == report
+def test_loss_base_and_tuned_on_the_same_splits(evaluated):
+    run_dir, report = evaluated
+    assert json.loads((run_dir / "eval" / "report.json").read_text()) == report
     assert report["loss_tokens"] == "answer tokens only"
     for split in ("valid", "test"):
         base, tuned = report["splits"][split]["base"], report["splits"][split]["tuned"]
         assert base["tokens"] == tuned["tokens"] > 0
         assert tuned["loss"] < base["loss"]
         assert math.isclose(tuned["perplexity"], math.exp(tuned["loss"]))
-    assert len(report["samples"]) == 2
-    assert all({"question", "reference", "base", "tuned"} <= s.keys() for s in report["samples"])
+
+
+def test_every_test_question_is_answered_and_scored_in_pairs(evaluated, processed):
+    _, report = evaluated
+    n = sum(1 for line in (processed / "test.jsonl").open() if line.strip())
+    qs = report["questions"]
+    assert len(qs) == report["generation"]["questions"] == n
+    for q in qs:
+        assert set(q["answers"]) == set(q["scores"]) == {"base", "tuned"}
+        assert q["scores"]["tuned"] == score(q["answers"]["tuned"], q["reference"])
+    f1 = report["generation"]["summary"]["token_f1"]
+    assert math.isclose(f1["base"]["mean"], sum(q["scores"]["base"]["token_f1"] for q in qs) / n)
+    gain = f1["gain"]
+    assert gain["low"] <= gain["mean"] <= gain["high"]
+    assert math.isclose(gain["mean"], f1["tuned"]["mean"] - f1["base"]["mean"], abs_tol=1e-12)
+    cats = report["generation"]["by_category"]
+    assert sum(c["questions"] for c in cats.values()) == n
+    assert set(cats) == {q["category"] for q in qs} and "uncategorised" not in cats
+
+
+def test_report_matches_its_schema_and_the_schema_catches_breakage(evaluated):
+    _, report = evaluated
+    validate_report(report)
+    broken = json.loads(json.dumps(report))
+    broken["questions"][0]["scores"]["base"]["token_f1"] = 1.5
+    del broken["splits"]["valid"]["base"]["perplexity"]
+    with pytest.raises(FarolError) as e:
+        validate_report(broken)
+    assert "token_f1" in str(e.value) and "perplexity" in str(e.value)
+
+
+def test_checkpoint_curve_names_the_best_and_swaps_adapters_exactly(evaluated):
+    _, report = evaluated
+    ck = report["checkpoints"]
+    steps = [p["step"] for p in ck["points"]]
+    assert steps == [0, 3, 30]
+    assert ck["best"] == min(ck["points"], key=lambda p: p["valid_loss"])
+    for p in ck["points"]:
+        assert math.isclose(p["gap"], p["valid_loss"] - p["train_loss"])
+    # A fresh adapter adds zero (lora_b starts at 0), so step 0 must score as the base model;
+    # the last checkpoint is the run's final adapter, so it must score as tuned.
+    valid = report["splits"]["valid"]
+    assert math.isclose(ck["points"][0]["valid_loss"], valid["base"]["loss"], rel_tol=1e-5)
+    assert math.isclose(ck["points"][-1]["valid_loss"], valid["tuned"]["loss"], rel_tol=1e-5)
+    assert ck["train_examples"] == ck["valid_examples"]
+
+
+def test_csv_and_markdown(evaluated):
+    run_dir, report = evaluated
+    with open(run_dir / "eval" / "report.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(report["questions"])
+    assert rows[0]["tuned_answer"] == report["questions"][0]["answers"]["tuned"]
+    assert float(rows[0]["base_rouge_l"]) == report["questions"][0]["scores"]["base"]["rouge_l"]
+    md = (run_dir / "eval" / "report.md").read_text()
+    for heading in ("Loss and perplexity", "Answers, base against tuned", "Checkpoints",
+                    "Largest wins", "Largest losses", "95% CI"):
+        assert heading in md
+    assert f"Best checkpoint by validation loss: step {report['checkpoints']['best']['step']}" in md
+
+
+def test_wins_and_losses_rank_by_f1_gain():
+    def q(base, tuned):
+        s = {"exact_match": 0.0, "rouge_l": 0.0, "answer_length": 1}
+        return {"scores": {"base": {**s, "token_f1": base}, "tuned": {**s, "token_f1": tuned}}}
+
+    report = {"questions": [q(0.5, 0.5), q(0.0, 0.9), q(0.2, 0.4), q(0.8, 0.1), q(0.3, 0.2)]}
+    wins, losses = wins_and_losses(report, top=10)
+    assert [w["scores"]["tuned"]["token_f1"] for w in wins] == [0.9, 0.4]
+    assert [x["scores"]["tuned"]["token_f1"] for x in losses] == [0.1, 0.2]
+
+
+def test_base_model_alone(trained_run, tmp_path):
+    result, _ = trained_run
+    report = evaluate(result.run_dir, base_only=True, questions=3, out=tmp_path, **QUIET)
+    assert report["adapter"] is None
+    assert all(set(v) == {"base"} for v in report["splits"].values())
+    assert len(report["questions"]) == 3 and set(report["questions"][0]["answers"]) == {"base"}
+    assert "gain" not in report["generation"]["summary"]["token_f1"]
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "report.csv").is_file()
 
 
 def test_cli_missing_run_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(main, ["run", "--run", str(tmp_path / "nope")])
     assert res.exit_code == 1 and "No run at" in res.output and "Traceback" not in res.output
+
+
+def test_report_from_known_answers_ranks_wins_and_losses_in_markdown():
+    from farol_core.config import load_config
+    from farol_eval.evaluate import build_report
+    from farol_eval.report import to_csv, to_markdown
+
+    refs = ["Faro fica no Algarve", "O Farense foi fundado em 1910", "Hassan Nader"]
+    records = [{"id": f"t:{i}", "category": "c", "messages": [
+        {"role": "user", "content": f"pergunta {i}?"}, {"role": "assistant", "content": r}]}
+        for i, r in enumerate(refs)]
+    # summed loss and tokens per example: base 2, 2, 2 nats/token; tuned 1, 1, 4
+    counts = np.array([10, 10, 20])
+    base = {"sums": np.array([20.0, 20.0, 40.0]), "counts": counts}
+    tuned = {"sums": np.array([10.0, 10.0, 80.0]), "counts": counts}
+    measured = {
+        "base": {"losses": {"test": base}, "seconds": 1.0,
+                 "answers": ["Faro", "fundado em 1910", "um avançado marroquino"]},
+        "tuned": {"losses": {"test": tuned}, "seconds": 1.0,
+                  "answers": ["Faro fica no Algarve", "não sei", "Hassan Nader"]},
+    }
+    ecfg = load_config("train")["eval"]
+    report = build_report("m", "a", None, True, ecfg, measured, records, None)
+    validate_report(report)
+    test = report["splits"]["test"]
+    assert test["base"]["loss"] == 2.0 and test["tuned"]["loss"] == 2.5  # 100 / 40 tokens
+    assert test["gain"]["mean"] == 0.5 and test["base"]["tokens"] == 40
+    assert test["gain"]["low"] < 0.5 < test["gain"]["high"]
+    f1 = report["generation"]["summary"]["token_f1"]
+    # base: "faro" P 1, R 1/3 -> 0.5; "fundado em 1910" P 1, R 3/5 -> 0.75; no overlap -> 0
+    # tuned: exact, nothing shared, exact -> 1, 0, 1
+    assert math.isclose(f1["base"]["mean"], (0.5 + 0.75 + 0) / 3)
+    assert math.isclose(f1["tuned"]["mean"], 2 / 3)
+    wins, losses = wins_and_losses(report)
+    assert [w["id"] for w in wins] == ["t:2", "t:0"] and [x["id"] for x in losses] == ["t:1"]
+    md = to_markdown(report)
+    wins_part = md.split("## Largest wins")[1].split("## Largest losses")[0]
+    assert "| +1.000 | pergunta 2? | Hassan Nader | um avançado marroquino | Hassan Nader |" \
+        in wins_part
+    assert "não sei" in md.split("## Largest losses")[1]
+    assert to_csv(report).count("\n") == 4

@@ -1,5 +1,7 @@
-"""Farol evaluation: loss, perplexity and generated answers, base against tuned."""
+"""Farol evaluation: loss, perplexity and answer metrics, base against tuned, with charts and
+a live training monitor."""
 
 from farol_eval.evaluate import evaluate
+from farol_eval.metrics import exact_match, normalize, rouge_l, token_f1
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "exact_match", "normalize", "rouge_l", "token_f1"]

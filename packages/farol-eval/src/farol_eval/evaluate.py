@@ -1,22 +1,30 @@
 """Base against tuned on held-out data, with the same model loaded once.
 
 Loss is the mean cross-entropy per trained token (answer tokens only when the run used prompt
-masking) and perplexity is exp(loss); both are computed over whole splits.
+masking) and perplexity is exp(loss); both are computed over whole splits, from per-example
+losses so that base and tuned can be compared in pairs. Answers to the test questions are
+generated greedily, scored per question, and compared in pairs with bootstrap intervals.
 """
 
 import json
-import math
+from collections import defaultdict
 from pathlib import Path
 
 from farol_core.config import load_config
-from farol_core.dataset import evaluate_loss, load_split, read_messages
+from farol_core.dataset import load_split, read_messages
 from farol_core.errors import FarolError
-from farol_core.generate import complete
-from farol_core.io import write_json
+from farol_core.io import read_jsonl
 from farol_core.model import check_adapter_dir, load_model
-from mlx_lm.utils import load_adapters
+
+from farol_eval import checkpoints
+from farol_eval.generation import answer
+from farol_eval.losses import example_losses, split_loss
+from farol_eval.metrics import score
+from farol_eval.report import summary_lines, write_reports
+from farol_eval.stats import compare, compare_losses
 
 SPLITS = ("valid", "test")
+__all__ = ["evaluate", "held_out_records", "resolve", "run_config", "summary_lines"]
 
 
 def run_config(run_dir: str | Path) -> dict:
@@ -30,70 +38,135 @@ def run_config(run_dir: str | Path) -> dict:
 def evaluate(run_dir: str | Path | None = None, model: str | None = None,
              adapter: str | Path | None = None, data: str | Path | None = None,
              samples: int | None = None, max_tokens: int | None = None,
-             out: str | Path | None = None, log=print) -> dict:
-    """Evaluate the base model and, when there is an adapter, the tuned one; write report.json."""
-    cfg = run_config(run_dir) if run_dir else load_config("train", None)
-    model = model or cfg["model"]
-    adapter = adapter or run_dir
-    data, ecfg, tcfg = Path(data or cfg["data"]), cfg["eval"], cfg["training"]
-    samples = ecfg["samples"] if samples is None else samples
-    max_tokens = max_tokens or ecfg["max_tokens"]
-    out = Path(out) if out else (Path(run_dir) / "eval" if run_dir else Path("eval"))
-
+             out: str | Path | None = None, base_only: bool = False, log=print,
+             **eval_overrides) -> dict:
+    """Evaluate the base model and, unless `base_only` or there is no adapter, the tuned one
+    on the same questions; write report.json, report.csv and report.md. `eval_overrides` set
+    keys of the config's `eval` section (questions, accent_folding, seed, ...)."""
+    cfg = resolve(run_dir, {**eval_overrides, "samples": samples, "max_tokens": max_tokens})
+    ecfg, tcfg, model = cfg["eval"], cfg["training"], model or cfg["model"]
+    adapter = None if base_only else (adapter or run_dir)
+    data = Path(data or cfg["data"])
     lm, tokenizer = load_model(model)
-    splits = {s: load_split(data / f"{s}.jsonl", tokenizer, tcfg["mask_prompt"])
-              for s in SPLITS if (data / f"{s}.jsonl").is_file()}
-    if not splits:
-        raise FarolError(f"No valid.jsonl or test.jsonl in {data}", hint="run `invoke prepare`")
-    questions = _questions(data, samples)
+    splits = _splits(data, tokenizer, tcfg["mask_prompt"])
+    records = held_out_records(data, ecfg["questions"])
     variants = {"base": None} | ({"tuned": check_adapter_dir(adapter)} if adapter else {})
-    results, answers = {}, {}
-    for name, adapter_dir in variants.items():
-        if adapter_dir is not None:
-            load_adapters(lm, str(adapter_dir))
-        lm.eval()
-        log(f"evaluating {name} ...")
-        results[name] = {s: _loss(lm, ex, ecfg, tcfg) for s, ex in splits.items()}
-        answers[name] = [complete(lm, tokenizer, q[:-1], max_tokens).text for q in questions]
-    report = _report(model, adapter, tcfg["mask_prompt"], results, questions, answers)
-    write_json(out / "report.json", report)
+    measured = {name: _measure(lm, tokenizer, adapter_dir, splits, records, cfg, log, name)
+                for name, adapter_dir in variants.items()}
+    curve = _curve(lm, run_dir, data, tokenizer, splits, cfg, log) if run_dir else None
+    report = build_report(model, adapter, run_dir, tcfg["mask_prompt"], ecfg, measured,
+                          records, curve)
+    write_reports(report, Path(out) if out else Path(run_dir or ".") / "eval")
     return report
 
 
-def _loss(model, examples, ecfg, tcfg) -> dict:
-    loss, tokens = evaluate_loss(model, examples, ecfg["batch_size"], tcfg["max_seq_length"])
-    return {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens}
+def resolve(run_dir: str | Path | None, eval_overrides: dict) -> dict:
+    """The run's config (or the defaults), with `eval_overrides` (None ignored) validated."""
+    cfg = run_config(run_dir) if run_dir else load_config("train", None)
+    given = {k: v for k, v in eval_overrides.items() if v is not None}
+    cfg["eval"] = load_config("train", {"eval": {**cfg["eval"], **given}})["eval"]
+    return cfg
 
 
-def _questions(data: Path, n: int) -> list[list[dict]]:
+def _measure(lm, tokenizer, adapter_dir, splits, records, cfg, log, name) -> dict:
+    """Loss per split and answers to `records` with one adapter (or none) applied."""
+    ecfg = cfg["eval"]
+    checkpoints.use_adapter(lm, adapter_dir)
+    log(f"evaluating {name} ...")
+    losses = {s: example_losses(lm, ex, cfg["training"]["max_seq_length"])
+              for s, ex in splits.items()}
+    texts, seconds = answer(lm, tokenizer, [r["messages"][:-1] for r in records],
+                            ecfg["max_tokens"], ecfg["temperature"],
+                            ecfg["generation_batch_size"])
+    return {"losses": losses, "answers": texts, "seconds": seconds}
+
+
+def _splits(data: Path, tokenizer, mask_prompt: bool) -> dict:
+    splits = {s: load_split(data / f"{s}.jsonl", tokenizer, mask_prompt)
+              for s in SPLITS if (data / f"{s}.jsonl").is_file()}
+    if not splits:
+        raise FarolError(f"No valid.jsonl or test.jsonl in {data}", hint="run `invoke prepare`")
+    return splits
+
+
+def held_out_records(data: Path, n: int) -> list[dict]:
+    """The first `n` records of test.jsonl (all for -1), each with id, category and messages."""
     path = data / "test.jsonl"
-    return read_messages(path)[:n] if path.is_file() and n else []
+    if not path.is_file() or n == 0:
+        return []
+    chats = read_messages(path)  # checks every record is a well-formed chat
+    rows = [r for _, r in read_jsonl(path)]
+    records = [{"id": str(r.get("source") or f"test.jsonl:{i + 1}"),
+                "category": str(r.get("category") or "uncategorised"), "messages": chat}
+               for i, (r, chat) in enumerate(zip(rows, chats, strict=True))]
+    return records if n < 0 else records[:n]
 
 
-def _report(model, adapter, mask_prompt, results, questions, answers) -> dict:
-    splits = {s: {name: r[s] for name, r in results.items()} for s in results["base"]}
+def _curve(lm, run_dir, data, tokenizer, splits, cfg, log) -> dict | None:
+    ecfg = cfg["eval"]
+    if not ecfg["checkpoints"] or "valid" not in splits or not (data / "train.jsonl").is_file():
+        return None
+    train = load_split(data / "train.jsonl", tokenizer, cfg["training"]["mask_prompt"])
+    sample = checkpoints.train_sample(train, len(splits["valid"]), ecfg["seed"])
+    return checkpoints.curve(lm, run_dir, sample, splits["valid"], ecfg["batch_size"],
+                             cfg["training"]["max_seq_length"], log)
+
+
+def build_report(model, adapter, run_dir, mask_prompt, ecfg, measured, records,
+                 curve) -> dict:
+    """The report.json object from the measured losses, answers and checkpoint curve."""
+    questions = [_question(r, {n: m["answers"][i] for n, m in measured.items()},
+                           ecfg["accent_folding"]) for i, r in enumerate(records)]
+    boot = (ecfg["bootstrap_resamples"], ecfg["seed"], ecfg["confidence"])
     return {
         "model": str(model),
         "adapter": str(adapter) if adapter else None,
+        "run": str(run_dir) if run_dir else None,
         "loss_tokens": "answer tokens only" if mask_prompt else "all tokens",
-        "splits": splits,
-        "samples": [
-            {"question": q[-2]["content"] if len(q) > 1 else "",
-             "reference": q[-1]["content"],
-             **{name: a[i] for name, a in answers.items()}}
-            for i, q in enumerate(questions)
-        ],
+        "settings": {k: ecfg[k] for k in ("questions", "max_tokens", "temperature",
+                                          "accent_folding", "bootstrap_resamples",
+                                          "confidence", "seed", "samples")},
+        "splits": _split_losses(measured, boot),
+        "generation": {"questions": len(questions),
+                       "seconds": {n: m["seconds"] for n, m in measured.items()},
+                       "summary": _summary(questions, *boot),
+                       "by_category": _by_category(questions, boot)},
+        "questions": questions,
+        "checkpoints": curve,
     }
 
 
-def summary_lines(report: dict) -> list[str]:
-    """A few lines for the terminal: loss and perplexity per split and variant."""
-    lines = [f"loss over {report['loss_tokens']}"]
-    for split, variants in report["splits"].items():
-        cells = ", ".join(f"{name} loss {v['loss']:.3f} / ppl {v['perplexity']:.1f}"
-                          for name, v in variants.items())
-        lines.append(f"  {split}: {cells}")
-    for s in report["samples"]:
-        lines += [f"  Q: {s['question']}", f"     reference: {s['reference']}"]
-        lines += [f"     {name}: {s[name]!r}" for name in ("base", "tuned") if name in s]
-    return lines
+def _split_losses(measured: dict, boot: tuple) -> dict:
+    out = {}
+    for split in measured["base"]["losses"]:
+        per_model = {n: m["losses"][split] for n, m in measured.items()}
+        ci = compare_losses(per_model, *boot)
+        out[split] = {n: {**split_loss(pm), "low": ci[n]["low"], "high": ci[n]["high"]}
+                      for n, pm in per_model.items()}
+        out[split] |= {"gain": ci["gain"]} if "gain" in ci else {}
+    return out
+
+
+def _question(record: dict, answers: dict, accent_folding: bool) -> dict:
+    messages = record["messages"]
+    reference = messages[-1]["content"]
+    question = messages[-2]["content"] if len(messages) > 1 else ""
+    return {"id": record["id"], "category": record["category"], "question": question,
+            "reference": reference, "answers": answers,
+            "scores": {n: score(a, reference, accent_folding) for n, a in answers.items()}}
+
+
+def _summary(questions: list[dict], resamples: int, seed: int, confidence: float) -> dict:
+    if not questions:
+        return {}
+    names = questions[0]["scores"].keys()
+    return compare({n: [q["scores"][n] for q in questions] for n in names},
+                   resamples, seed, confidence)
+
+
+def _by_category(questions: list[dict], boot: tuple) -> dict:
+    groups = defaultdict(list)
+    for q in questions:
+        groups[q["category"]].append(q)
+    return {cat: {"questions": len(qs), "summary": _summary(qs, *boot)}
+            for cat, qs in sorted(groups.items())}

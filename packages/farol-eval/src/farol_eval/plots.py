@@ -1,0 +1,154 @@
+"""PNG charts of a run: training dashboard, loss analysis, base against tuned, checkpoints."""
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, works on servers and in tests
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from farol_core.errors import FarolError  # noqa: E402
+
+from farol_eval.report import LABELS  # noqa: E402
+from farol_eval.runlog import read_metrics, series  # noqa: E402
+
+STEP = "step (optimizer iterations)"
+LOSS = "loss (nats per token)"
+SCORE_METRICS = ("exact_match", "token_f1", "rouge_l")
+
+
+def plot(run_dir: str | Path, out: str | Path | None = None, window: int = 5) -> list[Path]:
+    """Write every chart the run's files allow into `out` (default runs/<name>/eval/plots)."""
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir)
+    if not rows:
+        raise FarolError(f"No metrics in {run_dir / 'metrics.jsonl'}", hint="run `invoke train`")
+    out = Path(out) if out else run_dir / "eval" / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [dashboard(rows, out / "dashboard.png"), analysis(rows, out / "analysis.png", window)]
+    report_path = run_dir / "eval" / "report.json"
+    if report_path.is_file():
+        report = json.loads(report_path.read_text())
+        if report["generation"]["summary"]:
+            paths.append(base_vs_tuned(report, out / "base_vs_tuned.png"))
+        if (report.get("checkpoints") or {}).get("points"):
+            paths.append(checkpoint_curve(report["checkpoints"], out / "checkpoints.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def dashboard(rows: list[dict], path: Path) -> Path:
+    """Train and validation loss, learning rate, tokens/s and peak memory over steps."""
+    fig, ax = plt.subplots(2, 2, figsize=(11, 7))
+    ax[0, 0].plot(*series(rows, "train_loss"), label="train")
+    ax[0, 0].plot(*series(rows, "val_loss"), "o-", label="validation")
+    ax[0, 0].legend()
+    for a, key, title, unit in ((ax[0, 0], None, "Loss", LOSS),
+                                (ax[0, 1], "learning_rate", "Learning rate", "learning rate"),
+                                (ax[1, 0], "tokens_per_second", "Throughput",
+                                 "trained tokens per second"),
+                                (ax[1, 1], "peak_memory_gb", "Peak memory", "memory (GB)")):
+        if key:
+            a.plot(*series(rows, key))
+        a.set(title=title, xlabel=STEP, ylabel=unit)
+    return _save(fig, path)
+
+
+def rolling(values: list[float], window: int, fn) -> list[float]:
+    """`fn` over each trailing window of up to `window` values."""
+    return [float(fn(values[max(0, i - window + 1): i + 1])) for i in range(len(values))]
+
+
+def ema(values: list[float], window: int) -> list[float]:
+    """Exponential moving average with smoothing 2 / (window + 1)."""
+    alpha, out = 2 / (window + 1), []
+    for v in values:
+        out.append(v if not out else alpha * v + (1 - alpha) * out[-1])
+    return out
+
+
+def per_epoch(rows: list[dict]) -> tuple[list[int], list[float]]:
+    """Mean reported train loss per epoch; a row at epoch 1.3 belongs to epoch 2."""
+    groups: dict[int, list[float]] = {}
+    for r in rows:
+        groups.setdefault(max(1, math.ceil(r["epoch"])), []).append(r["train_loss"])
+    epochs = sorted(groups)
+    return epochs, [float(np.mean(groups[e])) for e in epochs]
+
+
+def analysis(rows: list[dict], path: Path, window: int = 5) -> Path:
+    """Loss per epoch, rolling volatility, smoothed curve and the distribution of losses."""
+    steps, loss = series(rows, "train_loss")
+    fig, ax = plt.subplots(2, 2, figsize=(11, 7))
+    epochs, means = per_epoch(rows)
+    ax[0, 0].plot(epochs, means, "o-")
+    ax[0, 0].set_xticks(epochs)
+    ax[0, 0].set(title="Mean train loss per epoch", xlabel="epoch", ylabel=LOSS)
+    ax[0, 1].plot(steps, rolling(loss, window, np.std))
+    ax[0, 1].set(title=f"Rolling volatility (std over {window} reports)", xlabel=STEP,
+                 ylabel="std of loss (nats per token)")
+    ax[1, 0].plot(steps, loss, alpha=0.35, label="reported")
+    ax[1, 0].plot(steps, ema(loss, window), label=f"EMA, span {window}")
+    ax[1, 0].legend()
+    ax[1, 0].set(title="Smoothed train loss", xlabel=STEP, ylabel=LOSS)
+    ax[1, 1].hist(loss, bins=min(20, max(5, len(loss) // 2)))
+    ax[1, 1].set(title="Distribution of reported train loss", xlabel=LOSS,
+                 ylabel="reports (count)")
+    return _save(fig, path)
+
+
+def base_vs_tuned(report: dict, path: Path) -> Path:
+    """Left: mean exact match, token F1 and ROUGE-L per model with bootstrap interval whiskers.
+    Right: held-out loss per split and model."""
+    summary, pct = report["generation"]["summary"], round(report["settings"]["confidence"] * 100)
+    names = [n for n in ("base", "tuned") if n in summary["token_f1"]]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [3, 2]})
+    x, width = np.arange(len(SCORE_METRICS)), 0.8 / len(names)
+    for i, name in enumerate(names):
+        cells = [summary[m][name] for m in SCORE_METRICS]
+        means = np.array([c["mean"] for c in cells])
+        err = [[m - c["low"] for m, c in zip(means, cells, strict=True)],
+               [c["high"] - m for m, c in zip(means, cells, strict=True)]]
+        bars = a.bar(x + (i - (len(names) - 1) / 2) * width, means, width, yerr=err, capsize=4,
+                     label=name)
+        a.bar_label(bars, fmt="%.3f", padding=2)
+    a.set_xticks(x, [LABELS[m] for m in SCORE_METRICS])
+    a.set(ylim=(0, 1.05), ylabel="mean score (0 to 1)",
+          title=f"Answers to {report['generation']['questions']} test questions "
+                f"({pct}% bootstrap CI)")
+    a.legend()
+    _loss_bars(b, report["splits"], names)
+    return _save(fig, path)
+
+
+def _loss_bars(a, splits: dict, names: list[str]) -> None:
+    x, width = np.arange(len(splits)), 0.8 / len(names)
+    for i, name in enumerate(names):
+        cells = [splits[s][name] for s in splits]
+        err = [[c["loss"] - c["low"] for c in cells], [c["high"] - c["loss"] for c in cells]]
+        bars = a.bar(x + (i - (len(names) - 1) / 2) * width, [c["loss"] for c in cells], width,
+                     yerr=err, capsize=4, label=name)
+        a.bar_label(bars, fmt="%.3f", padding=2)
+    a.set_xticks(x, list(splits))
+    a.set(title="Held-out loss (lower is better)", xlabel="split", ylabel=LOSS)
+    a.legend()
+
+
+def checkpoint_curve(ck: dict, path: Path) -> Path:
+    """Train and validation loss per saved checkpoint, the best one marked."""
+    steps = [p["step"] for p in ck["points"]]
+    fig, a = plt.subplots(figsize=(8, 5))
+    a.plot(steps, [p["train_loss"] for p in ck["points"]], "o-", label="train (sample)")
+    a.plot(steps, [p["valid_loss"] for p in ck["points"]], "o-", label="validation")
+    a.axvline(ck["best"]["step"], color="grey", linestyle="--", label="best (lowest validation)")
+    a.set(title="Checkpoints: train/validation gap", xlabel=STEP, ylabel=LOSS)
+    a.legend()
+    return _save(fig, path)

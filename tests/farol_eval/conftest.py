@@ -1,0 +1,53 @@
+"""A copy of the short run with checkpoints saved at a few real training steps."""
+
+import shutil
+
+import mlx.optimizers as optim
+import numpy as np
+import pytest
+from farol_core.dataset import iterate_batches, load_split
+from farol_core.model import load_model
+from farol_eval.evaluate import evaluate, run_config
+from farol_train.checkpoint import save_adapter
+from farol_train.loop import make_step
+from farol_train.lora import apply_lora
+
+CHECKPOINT_STEPS = (0, 3)
+
+
+def save_checkpoints(run_dir, config, steps=CHECKPOINT_STEPS):
+    """Train a fresh adapter for max(steps) steps, saving it at each of `steps`, then add the
+    run's final adapter as the checkpoint of its last step."""
+    model, tokenizer = load_model(config["model"])
+    adapter_config = apply_lora(model, config["lora"])
+    tcfg = config["training"]
+    train = load_split(f"{config['data']}/train.jsonl", tokenizer)
+    step = make_step(model, optim.AdamW(learning_rate=tcfg["learning_rate"]), 1, False)
+    batches = iterate_batches(train, tcfg["batch_size"], tcfg["max_seq_length"],
+                              np.random.default_rng(0))
+    model.train()
+    for it in range(max(steps) + 1):
+        if it in steps:
+            save_adapter(model, run_dir / "checkpoints" / f"step-{it:07d}", adapter_config)
+        step(*next(batches), True)
+    final = run_dir / "checkpoints" / f"step-{tcfg['iters']:07d}"
+    final.mkdir()
+    for name in ("adapters.safetensors", "adapter_config.json"):
+        shutil.copy(run_dir / name, final / name)
+
+
+@pytest.fixture(scope="session")
+def run_with_checkpoints(trained_run, tmp_path_factory):
+    """(run folder, config): a copy of the short run, with checkpoints/step-NNNNNNN/."""
+    result, config = trained_run
+    run_dir = tmp_path_factory.mktemp("ckrun") / "test"
+    shutil.copytree(result.run_dir, run_dir, ignore=shutil.ignore_patterns("eval"))
+    save_checkpoints(run_dir, run_config(run_dir))
+    return run_dir, config
+
+
+@pytest.fixture(scope="session")
+def evaluated(run_with_checkpoints):
+    """(run folder, report) after `evaluate` on the run with checkpoints."""
+    run_dir, _ = run_with_checkpoints
+    return run_dir, evaluate(run_dir, log=lambda _: None)

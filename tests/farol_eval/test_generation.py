@@ -1,0 +1,19 @@
+"""Batched answers are the same greedy answers as one-at-a-time ones, only faster."""
+
+from farol_core.dataset import read_messages
+from farol_core.model import load_model
+from farol_eval.generation import answer, answer_batched, answer_one_at_a_time
+from mlx_lm.utils import load_adapters
+
+
+def test_batched_greedy_answers_match_one_at_a_time(trained_run, processed):
+    result, config = trained_run
+    model, tokenizer = load_model(config["model"])
+    load_adapters(model, str(result.run_dir))
+    model.eval()
+    questions = [chat[:-1] for chat in read_messages(processed / "test.jsonl")[:8]]
+    one = answer_one_at_a_time(model, tokenizer, questions, max_tokens=8)
+    batched = answer_batched(model, tokenizer, questions, max_tokens=8, batch_size=4)
+    assert batched == one and all(isinstance(a, str) for a in one)
+    texts, seconds = answer(model, tokenizer, questions[:1], max_tokens=8)
+    assert texts == one[:1] and seconds > 0

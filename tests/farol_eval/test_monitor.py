@@ -1,0 +1,103 @@
+"""The live monitor on a finished run, a run that starts while it waits, and Ctrl+C."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from click.testing import CliRunner
+from farol_eval.cli import main
+from farol_eval.monitor import eta_seconds, monitor, sparkline
+from farol_eval.runlog import read_metrics
+from rich.console import Console
+
+
+def _console() -> Console:
+    return Console(file=io.StringIO(), width=100, force_terminal=True, color_system=None)
+
+
+def test_sparkline_and_eta_by_hand():
+    assert sparkline([0.0, 7.0, 3.5]) == "▁█▅"
+    assert sparkline([2.0, 2.0]) == "▁▁"
+    assert sparkline(list(range(100)), width=3) == "▁▅█"
+    assert eta_seconds({"step": 10, "wall_time_s": 20.0}, 30) == 40.0
+    assert eta_seconds({"step": 10, "wall_time_s": 20.0}, None) is None
+
+
+def test_finished_run_shows_the_final_state_and_returns(trained_run):
+    result, config = trained_run
+    console = _console()
+    snap = monitor(result.run_dir, refresh=0.01, max_updates=50, console=console)
+    out = console.file.getvalue()
+    last = read_metrics(result.run_dir)[-1]
+    assert snap["state"] == "finished" and snap["rows"][-1] == last
+    assert f"{last['step']} / {config['training']['iters']}" in out
+    assert f"{last['train_loss']:.4f} nats/token" in out and "ETA" in out and "done" in out
+    assert "GB" in out
+
+
+def test_waits_for_a_run_then_follows_it_to_the_end(trained_run, tmp_path):
+    result, _ = trained_run
+    run = tmp_path / "live"
+    rows = (result.run_dir / "metrics.jsonl").read_text().splitlines(True)
+
+    def write_run():  # the way training writes: config first, then rows appended over time
+        time.sleep(0.2)
+        run.mkdir()
+        (run / "config.json").write_text((result.run_dir / "config.json").read_text())
+        for row in rows:
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write(row[:20])  # a half-written line must be left for the next read
+                f.flush()
+                time.sleep(0.05)
+                f.write(row[20:])
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=write_run)
+    writer.start()
+    console = _console()
+    snap = monitor(run, refresh=0.05, max_updates=400, console=console)
+    writer.join()
+    out = console.file.getvalue()
+    assert "waiting for the first report" in out and "(running)" in out
+    assert snap["state"] == "finished" and len(snap["rows"]) == len(rows)
+    assert snap["rows"][-1] == json.loads(rows[-1])
+
+
+def test_cli_once(trained_run):
+    result, _ = trained_run
+    res = CliRunner().invoke(main, ["monitor", str(result.run_dir), "--once"])
+    assert res.exit_code == 0, res.output
+    assert "train loss" in res.output and "finished" in res.output
+
+
+def test_ctrl_c_exits_cleanly(tmp_path):
+    code = "from farol_eval.cli import main; main()"
+    cli = [sys.executable, "-c", code, "monitor", str(tmp_path / "not-yet"), "--refresh", "0.1"]
+    env = {**os.environ, "TTY_COMPATIBLE": "1"}  # rich draws frames at once, as on a terminal
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    seen = bytearray()
+
+    def read():
+        while chunk := proc.stdout.read1(4096):
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        deadline = time.time() + 60
+        while b"waiting" not in seen and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert b"waiting" in seen, "the monitor never drew its waiting view"
+        proc.send_signal(signal.SIGINT)
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=30) == 0, err
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(timeout=5)
