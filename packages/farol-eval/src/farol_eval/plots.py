@@ -59,6 +59,7 @@ def dashboard(rows: list[dict], path: Path) -> Path:
         if key:
             a.plot(*series(rows, key))
         a.set(title=title, xlabel=STEP, ylabel=unit)
+        a.ticklabel_format(axis="y", useOffset=False)  # flat series otherwise get "1e-6+4.8e-2"
     return _save(fig, path)
 
 
