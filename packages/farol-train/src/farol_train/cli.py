@@ -34,11 +34,14 @@ def quantize_cmd(model, out, bits, group_size, force):
 @click.option("--runs-dir", default=None, help="Folder that holds the runs.")
 @click.option("--iters", type=click.IntRange(min=1), default=None)
 @click.option("--seed", type=click.IntRange(min=0), default=None)
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming the run's checkpoint.")
 @exit_on_error
-def run_cmd(config, model, data, name, runs_dir, iters, seed):
-    """Train a QLoRA adapter."""
-    result = train(config, log=click.echo, model=model, data=data, name=name,
+def run_cmd(config, model, data, name, runs_dir, iters, seed, fresh):
+    """Train a QLoRA adapter; an existing run resumes from its newest good checkpoint."""
+    result = train(config, log=click.echo, fresh=fresh, model=model, data=data, name=name,
                    runs_dir=runs_dir, iters=iters, seed=seed)
+    if result.stopped != "done":
+        click.echo(f"stopped ({result.stopped}) at step {result.steps}")
     click.echo(f"train loss {result.first_loss:.3f} -> {result.last_loss:.3f}"
                + (f", val loss {result.val_loss:.3f}" if result.val_loss is not None else ""))
     click.echo(f"adapter: {result.run_dir}/adapters.safetensors")
