@@ -59,15 +59,18 @@ def prepare(c, input=None, biographies=str(SAMPLE_BIOS), out=str(PROCESSED), con
 
 @task(help={"config": "Run config file.", "model": "Base model folder.",
             "data": "Processed data folder.", "run": "Run name (runs/<name>/).",
-            "iters": "Training steps.", "seed": "Random seed."})
-def train(c, config=str(DEMO_CONFIG), model=None, data=None, run=None, iters=None, seed=None):
-    """Train a QLoRA adapter; the run goes to runs/<name>/."""
+            "iters": "Training steps.", "seed": "Random seed.",
+            "fresh": "Start the run over instead of resuming its newest checkpoint."})
+def train(c, config=str(DEMO_CONFIG), model=None, data=None, run=None, iters=None, seed=None,
+          fresh=False):
+    """Train a QLoRA adapter into runs/<name>/; an existing run resumes by itself."""
     from farol_train import train as run_train
 
     result = run_train(config, model=model or str(TINY_4BIT), data=data or str(PROCESSED),
-                       name=run, runs_dir=str(RUNS), iters=iters, seed=seed)
-    print(f"train: loss {result.first_loss:.3f} -> {result.last_loss:.3f}, "
-          f"val loss {result.val_loss:.3f}; adapter in {result.run_dir}")
+                       name=run, runs_dir=str(RUNS), iters=iters, seed=seed, fresh=fresh)
+    val = f"{result.val_loss:.3f}" if result.val_loss is not None else "not measured"
+    print(f"train: loss {result.first_loss:.3f} -> {result.last_loss:.3f}, val loss {val}; "
+          f"{result.stopped} at step {result.steps}; adapter in {result.run_dir}")
 
 
 @task(name="eval", help={"run": "Run name.", "samples": "Answers to generate.",
@@ -100,7 +103,7 @@ def demo(c):
     if not TINY_4BIT.exists():
         quantize(c)
     prepare(c)
-    train(c)
+    train(c, fresh=True)
     evaluate(c)
     ask(c, "Quem foi Hassan Nader?")
     print("\nartifacts:")

@@ -197,3 +197,29 @@ def test_fresh_starts_over_and_a_changed_config_is_refused(reference, tmp_path):
     assert again.resumed_from == 0 and again.steps == 4
     assert [p.name for p in ckpt.list_checkpoints(tmp_path / "quick")] == ["step-0000003",
                                                                             "step-0000004"]
+
+
+def test_epochs_early_stopping_and_alpha(tiny_4bit, processed, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    for split, n in (("train", 6), ("valid", 2)):
+        lines = (processed / f"{split}.jsonl").read_text().splitlines()[:n]
+        (small / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    config = {**quick(tiny_4bit, small, tmp_path, epochs=2, grad_accumulation_steps=1),
+              "data": str(small)}
+    config["lora"] = {"num_layers": 1, "rank": 4, "alpha": 16}
+    logs = []
+    result = train(config, log=logs.append)
+    assert result.steps == 6 and result.stopped == "done"  # 3 batches of 2, twice
+    assert "note: lora.alpha 16 with rank 4 is lora.scale 4 in mlx-lm's terms" in logs
+    saved = json.loads((result.run_dir / "adapter_config.json").read_text())
+    assert saved["lora_parameters"]["scale"] == 4.0
+    assert read_rows(result.run_dir / "steps.jsonl")[-1]["step"] == 6
+
+    # A learning rate too small to move float32 weights: the validation loss never improves.
+    flat = quick(tiny_4bit, processed, tmp_path, name="flat", learning_rate=1e-30,
+                 steps_per_eval=1, patience=2, grad_accumulation_steps=1)
+    stopped = train(flat, log=logs.append)
+    assert stopped.stopped == "early_stop" and stopped.steps == 3
+    assert any(x.startswith("early stop at step 3") for x in logs)
+    assert json.loads((stopped.run_dir / "adapters" / "best.json").read_text())["step"] == 1
