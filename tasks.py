@@ -127,3 +127,25 @@ def test(c, args=""):
 def lint(c):
     """Check style and common bugs with ruff."""
     c.run(shlex.join([str(BIN / "ruff"), "check", str(ROOT)]))
+
+
+# --- training ---
+@task(help={"config": "Run config file.", "model": "Base model folder.",
+            "data": "Processed data folder."})
+def preflight(c, config=str(DEMO_CONFIG), model=None, data=None):
+    """Check versions, device, memory, disk, data and model before training (exit 1 on a fail)."""
+    args = ["preflight", "--config", config, "--model", model or str(TINY_4BIT),
+            "--data", data or str(PROCESSED)]
+    sys.exit(subprocess.call([str(BIN / "farol-train"), *args], cwd=ROOT))
+
+
+@task(help={"run": "Run name.", "model": "Base model folder.", "out": "Output folder.",
+            "gguf": "Also write OUT/model.gguf (float16).", "dequantize": "Float weights."})
+def fuse(c, run="demo", model=str(TINY_4BIT), out=None, gguf=False, dequantize=False):
+    """Merge a run's adapter into its base model (and export GGUF with --gguf)."""
+    from farol_train.fuse import fuse as run_fuse
+
+    out = out or str(ROOT / "models" / f"{run}-fused")
+    folder = run_fuse(model, RUNS / run, out, dequantize=dequantize,
+                      gguf="model.gguf" if gguf else None, force=True)
+    print(f"fused model: {folder}" + (f"; GGUF: {folder / 'model.gguf'}" if gguf else ""))

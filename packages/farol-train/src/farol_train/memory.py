@@ -148,8 +148,8 @@ def _measure_here(spec: dict) -> int:
     import mlx.optimizers as optim
     from mlx_lm.models import llama  # mlx-lm runs mistral checkpoints on its llama model
 
-    from farol_train.lora import apply_lora
     from farol_train.loop import make_step
+    from farol_train.lora import apply_lora
 
     s = Shape(**spec["shape"])
     args = llama.ModelArgs(
