@@ -213,11 +213,12 @@ class Trainer:
         self.step += 1
         mx.random.seed(self.cfg["seed"] * 1_000_003 + self.step)
         tokens, spans = self.order.next()
+        tic = time.perf_counter()  # step time, as mlx-lm's trainer counts it: batch excluded
         update = self.step % self.tcfg["grad_accumulation_steps"] == 0
         loss, ntoks = self.step_fn(tokens, spans, update)
+        self.window.add(loss, ntoks, time.perf_counter() - tic)
         check_finite(loss, self.step, ckpt.latest_step_name(self.run_dir))
         self.steps_log.write(self.step, loss, ntoks)
-        self.window.add(loss, ntoks)
         return loss
 
     def _after_step(self, stop: StopRequest, guard: MemoryGuard) -> str:
@@ -279,18 +280,17 @@ def make_step(model, optimizer, accumulation: int, checkpointing: bool, pending:
     state = [model.state, optimizer.state, mx.random.state]
 
     @partial(mx.compile, inputs=state, outputs=state)
-    def forward_backward(tokens, spans):
+    def compiled(tokens, spans, previous, update):
         (loss, ntoks), grad = loss_and_grad(model, tokens, spans)
+        if previous is not None:
+            grad = tree_map(lambda a, b: a + b, grad, previous)
+        if update:  # a Python bool: compiled once for each value
+            optimizer.update(model, tree_map(lambda g: g / accumulation, grad))
+            grad = None
         return loss, ntoks, grad
 
     def step(tokens, spans, update: bool):
-        loss, ntoks, grad = forward_backward(tokens, spans)
-        if pending["grad"] is not None:
-            grad = tree_map(lambda a, b: a + b, grad, pending["grad"])
-        if update:
-            optimizer.update(model, tree_map(lambda g: g / accumulation, grad))
-            grad = None
-        pending["grad"] = grad
+        loss, ntoks, pending["grad"] = compiled(tokens, spans, pending["grad"], update)
         mx.eval(loss, ntoks, model.state, optimizer.state, pending["grad"])
         return loss.item(), int(ntoks.item())
 
@@ -298,31 +298,36 @@ def make_step(model, optimizer, accumulation: int, checkpointing: bool, pending:
 
 
 class Window:
-    """Loss, tokens and time since the last report, turned into one metrics row."""
+    """Loss, tokens and step time since the last report, turned into one metrics row.
+
+    Rates use step time only (batch, forward, backward, update), not evaluation or saving.
+    """
 
     def __init__(self):
-        self.start = self.tic = time.perf_counter()
+        self.start = time.perf_counter()
         self.loss_sum = self.tokens = self.steps = self.trained = 0
-        self.offset = 0.0
+        self.offset = self.seconds = 0.0
 
-    def add(self, loss: float, ntoks: int) -> None:
+    def add(self, loss: float, ntoks: int, seconds: float) -> None:
         self.loss_sum += loss * ntoks
         self.tokens += ntoks
         self.steps += 1
+        self.seconds += seconds
 
     def elapsed(self) -> float:
         return self.offset + time.perf_counter() - self.start
 
     def state(self) -> dict:
-        return {"loss_sum": self.loss_sum, "tokens": self.tokens, "steps": self.steps}
+        return {"loss_sum": self.loss_sum, "tokens": self.tokens, "steps": self.steps,
+                "seconds": self.seconds}
 
     def restore(self, state: dict, trained: int, offset: float) -> None:
         self.loss_sum, self.tokens, self.steps = state["loss_sum"], state["tokens"], state["steps"]
+        self.seconds = state["seconds"]
         self.trained, self.offset = trained, offset
 
     def report(self, it: int, steps_per_epoch: int, optimizer, val_loss) -> dict:
-        now = time.perf_counter()
-        seconds, self.trained = now - self.tic, self.trained + self.tokens
+        seconds, self.trained = max(self.seconds, 1e-9), self.trained + self.tokens
         row = {
             "step": it,
             "epoch": round(it / max(steps_per_epoch, 1), 3),
@@ -335,7 +340,7 @@ class Window:
             "peak_memory_gb": mx.get_peak_memory() / 1e9,
             "wall_time_s": self.elapsed(),
         }
-        self.tic, self.loss_sum, self.tokens, self.steps = now, 0, 0, 0
+        self.loss_sum, self.tokens, self.steps, self.seconds = 0, 0, 0, 0.0
         return row
 
 
