@@ -2,6 +2,9 @@
 
 import numpy as np
 from farol_core.dataset import Example, batch_order, collate
+from farol_core.errors import FarolError
+
+from farol_train.packing import collate_packed, pack
 
 
 class DataOrder:
@@ -13,9 +16,15 @@ class DataOrder:
     """
 
     def __init__(self, examples: list[Example], batch_size: int, max_seq_length: int,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, packed: bool = False):
         self.examples, self.max_seq_length, self.rng = examples, max_seq_length, rng
-        self.batches = batch_order(examples, batch_size)
+        self.rows = pack(examples, max_seq_length) if packed else None
+        if packed and len(self.rows) < batch_size:
+            raise FarolError(f"packing makes {len(self.rows)} rows, fewer than batch_size "
+                             f"{batch_size}", hint="lower training.batch_size or turn off pack")
+        self.batches = [list(range(i, i + batch_size))
+                        for i in range(0, len(self.rows) - batch_size + 1, batch_size)] \
+            if packed else batch_order(examples, batch_size)
         self.epoch, self.index = 0, 0
         self._start_epoch()
 
@@ -24,12 +33,16 @@ class DataOrder:
         return len(self.batches)
 
     def next(self):
-        """The next batch, collated: tokens [B, L] and (offset, length) spans [B, 2]."""
+        """The next batch, collated: tokens [B, L] and (offset, length) spans [B, 2]; packed:
+        tokens, segment ids and trained-token flags (see packing.collate_packed)."""
         if self.index == len(self.permutation):
             self.epoch, self.index = self.epoch + 1, 0
             self._start_epoch()
         batch = self.batches[self.permutation[self.index]]
         self.index += 1
+        if self.rows is not None:
+            return collate_packed(self.examples, [self.rows[r] for r in batch],
+                                  self.max_seq_length)
         return collate([self.examples[i] for i in batch], self.max_seq_length)
 
     def state(self) -> dict:

@@ -30,10 +30,11 @@ from farol_train.data_order import DataOrder
 from farol_train.guards import MemoryGuard, StopRequest, check_finite
 from farol_train.lora import apply_lora, count_parameters
 from farol_train.metrics import MetricsLog, StepLog
+from farol_train.packing import packed_loss
 
 # Settings that must match for a checkpoint to be resumed (the rest may change between runs).
 RESUME_KEYS = {"model": None, "data": None, "seed": None, "lora": None,
-               "training": ["batch_size", "max_seq_length", "mask_prompt",
+               "training": ["batch_size", "max_seq_length", "mask_prompt", "pack",
                             "grad_accumulation_steps", "learning_rate", "warmup_steps"]}
 
 
@@ -100,7 +101,8 @@ class Trainer:
         self.window = Window()
         self.resumed_from = self._resume_or_start(fresh)
         self.step_fn = make_step(self.model, self.optimizer, self.tcfg["grad_accumulation_steps"],
-                                 self.tcfg["grad_checkpoint"], self.pending)
+                                 self.tcfg["grad_checkpoint"], self.pending,
+                                 packed_loss if self.tcfg["pack"] else masked_loss)
 
     def _load(self, cfg: dict) -> None:
         tcfg = self.tcfg
@@ -111,7 +113,7 @@ class Trainer:
         mx.random.seed(cfg["seed"])  # the LoRA initialisation depends on the seed alone
         self.adapter_config = apply_lora(self.model, cfg["lora"])
         self.order = DataOrder(self.train_set, tcfg["batch_size"], tcfg["max_seq_length"],
-                               np.random.default_rng(cfg["seed"]))
+                               np.random.default_rng(cfg["seed"]), packed=tcfg["pack"])
         if tcfg["epochs"]:
             tcfg["iters"] = tcfg["epochs"] * self.order.steps_per_epoch
         self.optimizer = optim.AdamW(learning_rate=learning_rate_schedule(tcfg))
@@ -212,10 +214,10 @@ class Trainer:
     def _one_step(self) -> float:
         self.step += 1
         mx.random.seed(self.cfg["seed"] * 1_000_003 + self.step)
-        tokens, spans = self.order.next()
+        batch = self.order.next()
         tic = time.perf_counter()  # step time, as mlx-lm's trainer counts it: batch excluded
         update = self.step % self.tcfg["grad_accumulation_steps"] == 0
-        loss, ntoks = self.step_fn(tokens, spans, update)
+        loss, ntoks = self.step_fn(batch, update)
         self.window.add(loss, ntoks, time.perf_counter() - tic)
         check_finite(loss, self.step, ckpt.latest_step_name(self.run_dir))
         self.steps_log.write(self.step, loss, ntoks)
@@ -269,30 +271,31 @@ class Trainer:
                            self.trainable, stopped, self.resumed_from)
 
 
-def make_step(model, optimizer, accumulation: int, checkpointing: bool, pending: dict):
+def make_step(model, optimizer, accumulation: int, checkpointing: bool, pending: dict,
+              loss=masked_loss):
     """A compiled step: forward, backward and, every `accumulation` calls, an update.
 
     `pending["grad"]` holds the gradient summed since the last update (a checkpoint saves it).
     """
     if checkpointing:
         grad_checkpoint(model.layers[0])  # patches the block class, so every block recomputes
-    loss_and_grad = nn.value_and_grad(model, masked_loss)
+    loss_and_grad = nn.value_and_grad(model, loss)
     state = [model.state, optimizer.state, mx.random.state]
 
     @partial(mx.compile, inputs=state, outputs=state)
-    def compiled(tokens, spans, previous, update):
-        (loss, ntoks), grad = loss_and_grad(model, tokens, spans)
+    def compiled(batch, previous, update):
+        (value, ntoks), grad = loss_and_grad(model, *batch)
         if previous is not None:
             grad = tree_map(lambda a, b: a + b, grad, previous)
         if update:  # a Python bool: compiled once for each value
             optimizer.update(model, tree_map(lambda g: g / accumulation, grad))
             grad = None
-        return loss, ntoks, grad
+        return value, ntoks, grad
 
-    def step(tokens, spans, update: bool):
-        loss, ntoks, pending["grad"] = compiled(tokens, spans, pending["grad"], update)
-        mx.eval(loss, ntoks, model.state, optimizer.state, pending["grad"])
-        return loss.item(), int(ntoks.item())
+    def step(batch: tuple, update: bool):
+        value, ntoks, pending["grad"] = compiled(batch, pending["grad"], update)
+        mx.eval(value, ntoks, model.state, optimizer.state, pending["grad"])
+        return value.item(), int(ntoks.item())
 
     return step
 

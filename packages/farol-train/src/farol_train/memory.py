@@ -171,7 +171,7 @@ def _measure_here(spec: dict) -> int:
     tokens = mx.random.randint(0, s.vocab, (t["batch_size"], t["max_seq_length"]))
     spans = mx.array([[0, t["max_seq_length"]]] * t["batch_size"])
     for i in range(spec["steps"]):
-        step(tokens, spans, (i + 1) % accumulation == 0)
+        step((tokens, spans), (i + 1) % accumulation == 0)
     return mx.get_peak_memory()
 
 
