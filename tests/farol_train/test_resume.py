@@ -168,12 +168,14 @@ def test_sigterm_saves_a_checkpoint_and_exits_0(tiny_4bit, processed, tmp_path):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_4bit, processed, tmp_path):
     config = quick(tiny_4bit, processed, tmp_path, learning_rate=1e9, grad_accumulation_steps=1,
                    save_every=1, iters=50)
-    with pytest.raises(FarolError, match=r"loss became (nan|inf) at step (\d+)") as e:
+    with pytest.raises(FarolError, match=r"became (nan|inf) at step (\d+)") as e:
         train(config, log=lambda _: None)
     step = int(str(e.value).split(" at step ")[1].split(";")[0])
-    assert f"last good checkpoint (step-{step - 1:07d}) is kept" in str(e.value)
-    assert "lower training.learning_rate" in str(e.value)
-    assert ckpt.load_latest(tmp_path / "quick").step == step - 1
+    kept = ckpt.load_latest(tmp_path / "quick")
+    assert f"last good checkpoint ({kept.path.name}) is kept" in str(e.value)
+    assert kept.step < step and "lower training.learning_rate" in str(e.value)
+    weights = mx.load(str(kept.path / ckpt.ADAPTER_FILE))
+    assert all(np.isfinite(np.array(v)).all() for v in weights.values())
 
 
 def test_memory_guard_checkpoints_and_stops(tiny_4bit, processed, tmp_path):

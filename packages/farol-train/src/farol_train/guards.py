@@ -36,14 +36,15 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
 
 
-def check_finite(loss: float, step: int, last_checkpoint: str | None) -> None:
+def check_finite(loss: float, step: int, last_checkpoint: str | None,
+                 what: str = "the training loss") -> None:
     """Raise with the step and what to try when the loss is NaN or infinite."""
     if math.isfinite(loss):
         return
     kept = f"the last good checkpoint ({last_checkpoint}) is kept" if last_checkpoint else \
         "no checkpoint had been saved yet"
     raise FarolError(
-        f"the training loss became {loss} at step {step}; the run stopped and {kept}",
+        f"{what} became {loss} at step {step}; the run stopped and {kept}",
         hint="lower training.learning_rate (e.g. by 10x), add warmup_steps, or check the data "
              "for empty or huge examples; run again to resume from the checkpoint, or with "
              "--fresh after changing the config",

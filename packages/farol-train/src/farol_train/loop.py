@@ -21,7 +21,7 @@ from farol_core.dataset import evaluate_loss, load_split, masked_loss
 from farol_core.errors import FarolError
 from farol_core.io import write_json
 from farol_core.model import load_model
-from mlx.utils import tree_map
+from mlx.utils import tree_flatten, tree_map
 from mlx_lm.tuner.trainer import grad_checkpoint
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -186,7 +186,12 @@ class Trainer:
         }
 
     def save(self) -> str:
-        """A checkpoint of the current step, then pruning; returns its folder name."""
+        """A checkpoint of the current step, then pruning; returns its folder name.
+
+        Weights that are no longer finite are never saved: the run stops as for a NaN loss."""
+        worst = max((mx.abs(v).max().item() for _, v in
+                     tree_flatten(self.model.trainable_parameters())), default=0.0)
+        check_finite(worst, self.step, ckpt.latest_step_name(self.run_dir), "an adapter weight")
         folder = ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer,
                                       self.adapter_config, self.state(), self.pending["grad"])
         ckpt.prune(self.run_dir, self.tcfg["keep_checkpoints"], self.best["step"])
