@@ -11,8 +11,10 @@ from farol_train.preflight import memory_budget, profiles, run_checks
 
 
 def test_preflight_passes_on_a_ready_setup_and_fails_with_fixes(tiny_4bit, processed, tmp_path):
-    ok = CliRunner().invoke(main, ["preflight", "--model", str(tiny_4bit), "--data",
-                                   str(processed)])
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"lora": {"num_layers": 2}}))
+    ok = CliRunner().invoke(main, ["preflight", "--config", str(config), "--model",
+                                   str(tiny_4bit), "--data", str(processed)])
     assert ok.exit_code == 0, ok.output
     n_train = len((processed / "train.jsonl").read_text().splitlines())
     flat = "".join(ch for ch in ok.output if ch.isalnum() or ch in "(-)")  # table may wrap
@@ -26,6 +28,9 @@ def test_preflight_passes_on_a_ready_setup_and_fails_with_fixes(tiny_4bit, proce
     statuses = {c.name: c.status for c in run_checks(resolve(None, model=str(tmp_path),
                                                              data=str(processed)))}
     assert statuses["base model"] == "fail" and statuses["data train"] == "pass"
+    too_deep = {c.name: c for c in run_checks(resolve(None, model=str(tiny_4bit),
+                                                      data=str(processed)))}  # 16 of 4 layers
+    assert too_deep["base model"].fix == "set lora.num_layers to at most 4"
 
 
 def test_profiles_fit_their_share_of_the_budget_and_grow_with_it(tiny_4bit, processed):

@@ -225,3 +225,16 @@ def test_epochs_early_stopping_and_alpha(tiny_4bit, processed, tmp_path):
     assert stopped.stopped == "early_stop" and stopped.steps == 3
     assert any(x.startswith("early stop at step 3") for x in logs)
     assert json.loads((stopped.run_dir / "adapters" / "best.json").read_text())["step"] == 1
+
+
+def test_the_memory_watchdog_samples_in_the_background():
+    from farol_train.guards import MemoryGuard
+
+    guard = MemoryGuard(1.0)
+    try:
+        time.sleep(MemoryGuard.INTERVAL_S * 1.5)
+        assert guard.highest > 0 and guard.exceeded() is None
+        assert guard._thread.is_alive()
+    finally:
+        guard.release()
+    assert not guard._thread.is_alive()

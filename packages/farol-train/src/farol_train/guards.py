@@ -54,22 +54,38 @@ def check_finite(loss: float, step: int, last_checkpoint: str | None,
 class MemoryGuard:
     """Caps MLX's memory at a fraction of RAM and watches the process's resident memory.
 
-    `mx.set_memory_limit` makes MLX wait for scheduled work before growing past the cap;
-    the psutil check after every step catches what MLX does not count (Python, tokenizer,
-    the OS's view of the process), so the run stops with a checkpoint before the OS kills it.
+    `mx.set_memory_limit` makes MLX wait for scheduled work before growing past the cap. A psutil
+    watchdog thread samples the resident memory twice a second, so a spike inside a step is seen
+    too; the loop checks after every step and stops with a checkpoint before the OS kills it.
     """
+
+    INTERVAL_S = 0.5
 
     def __init__(self, fraction: float):
         self.total = psutil.virtual_memory().total
         self.limit = int(self.total * fraction)
         self.fraction = fraction
         self.process = psutil.Process()
+        self.highest = 0
         self.previous = mx.set_memory_limit(max(self.limit, 1 << 30))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="farol-memory", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.INTERVAL_S)
+
+    def sample(self) -> int:
+        rss = self.process.memory_info().rss
+        self.highest = max(self.highest, rss)
+        return rss
 
     def exceeded(self) -> int | None:
-        """The resident memory in bytes when it is above the limit, else None."""
-        rss = self.process.memory_info().rss
-        return rss if rss > self.limit else None
+        """The highest resident memory seen, in bytes, when it passed the limit; else None."""
+        self.sample()
+        return self.highest if self.highest > self.limit else None
 
     def error(self, rss: int, step: int, checkpoint: str) -> FarolError:
         return FarolError(
@@ -81,4 +97,6 @@ class MemoryGuard:
         )
 
     def release(self) -> None:
+        self._stop.set()
+        self._thread.join()
         mx.set_memory_limit(self.previous)

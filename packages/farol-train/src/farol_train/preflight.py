@@ -55,7 +55,7 @@ def run_checks(cfg: dict) -> list[Check]:
     """Every check for the run config `cfg` (already resolved)."""
     checks = [check_python(), *check_pins(), check_device(), check_ram(cfg),
               check_disk(Path(cfg["runs_dir"])), *check_data(cfg)]
-    model = check_model(Path(cfg["model"]))
+    model = check_model(Path(cfg["model"]), cfg["lora"]["num_layers"])
     checks.append(model)
     if model.status != "fail":
         checks.append(check_memory(cfg))
@@ -159,7 +159,7 @@ def check_data(cfg: dict) -> list[Check]:
     return out
 
 
-def check_model(model: Path) -> Check:
+def check_model(model: Path, lora_layers: int) -> Check:
     if not (model / "config.json").is_file():
         return Check("base model", "fail", f"{model} not found",
                      "invoke quantize --model <hf id or folder> --out " + str(model))
@@ -168,6 +168,9 @@ def check_model(model: Path) -> Check:
     amount = f"{size / GB:.2f} GB" if size >= GB / 10 else f"{size / 1e6:.1f} MB"
     kind = f"{shape.bits}-bit (group {shape.group_size})" if shape.bits else "not quantized"
     detail = f"{model}: {amount}, {kind}"
+    if lora_layers > shape.layers:
+        return Check("base model", "fail", f"{detail}; {shape.layers} layers",
+                     f"set lora.num_layers to at most {shape.layers}")
     if not shape.bits:
         return Check("base model", "warn", detail,
                      f"QLoRA expects a quantized base: invoke quantize --model {model}")
