@@ -230,31 +230,33 @@ class Trainer:
 
     def _after_step(self, stop: StopRequest, guard: MemoryGuard) -> str:
         """Evaluate, report, save and check the guards; returns why to stop, or "done"."""
-        t, last = self.tcfg, self.step == self.tcfg["iters"]
+        last = self.step == self.tcfg["iters"]
         improved = self._maybe_validate(last)
-        if self.step % t["steps_per_report"] == 0 or last:
+        if self.step % self.tcfg["steps_per_report"] == 0 or last:
             row = self.window.report(self.step, self.order.steps_per_epoch, self.optimizer,
                                      self.val_loss)
             self.trained = row["trained_tokens"]
             self.metrics.write(row)
-        patience_out = t["patience"] and self.best["evals_without_improvement"] >= t["patience"]
-        if self.step % t["save_every"] == 0 or last or improved or stop.signal_name \
-                or patience_out:
+        rss = guard.exceeded()
+        reason = ("interrupted" if stop.signal_name else "memory" if rss is not None
+                  else "early_stop" if self._patience_out() else None)
+        if reason or improved or last or self.step % self.tcfg["save_every"] == 0:
             saved = self.save()
-        if stop.signal_name:
+        if reason == "memory":
+            raise guard.error(rss, self.step, saved)
+        if reason == "interrupted":
             self.log(f"{stop.signal_name}: saved {saved} at step {self.step}. Resume with "
                      f"`invoke train --run {self.cfg['name']}` (or the same farol-train run "
                      "command); add --fresh to start over.")
-            return "interrupted"
-        if patience_out:
+        if reason == "early_stop":
             self.log(f"early stop at step {self.step}: no better validation loss in "
-                     f"{t['patience']} evaluations (best {self.best['val_loss']:.4f} at step "
-                     f"{self.best['step']}, in {self.run_dir / ckpt.BEST_DIR})")
-            return "early_stop"
-        rss = guard.exceeded()
-        if rss is not None:
-            raise guard.error(rss, self.step, self.save())
-        return "done"
+                     f"{self.tcfg['patience']} evaluations (best {self.best['val_loss']:.4f} at "
+                     f"step {self.best['step']}, in {self.run_dir / ckpt.BEST_DIR})")
+        return reason or "done"
+
+    def _patience_out(self) -> bool:
+        patience = self.tcfg["patience"]
+        return bool(patience) and self.best["evals_without_improvement"] >= patience
 
     def _maybe_validate(self, last: bool) -> bool:
         if self.step % self.tcfg["steps_per_eval"] and not last:
