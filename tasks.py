@@ -67,7 +67,8 @@ def train(c, config=str(DEMO_CONFIG), model=None, data=None, run=None, iters=Non
     from farol_train import train as run_train
 
     result = run_train(config, model=model or str(TINY_4BIT), data=data or str(PROCESSED),
-                       name=run, runs_dir=str(RUNS), iters=iters, seed=seed, fresh=fresh)
+                       name=run, runs_dir=str(RUNS), iters=iters and int(iters),
+                       seed=seed and int(seed), fresh=fresh)
     val = f"{result.val_loss:.3f}" if result.val_loss is not None else "not measured"
     print(f"train: loss {result.first_loss:.3f} -> {result.last_loss:.3f}, val loss {val}; "
           f"{result.stopped} at step {result.steps}; adapter in {result.run_dir}")

@@ -202,6 +202,7 @@ class Trainer:
         if self.step >= iters:
             self.log(f"run {self.cfg['name']} is already complete at step {self.step} "
                      "(use --fresh to train it again, or raise --iters to continue)")
+            return self._result(stopped)
         guard = MemoryGuard(self.tcfg["memory_fraction"])
         self.model.train()
         try:
