@@ -151,17 +151,19 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(reference, tmp_p
     assert ckpt.load_latest(run_dir).state == model_state
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_0(tiny_4bit, processed, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_0(sig, tiny_4bit, processed, tmp_path):
     config_path = tmp_path / "run.json"
     config = quick(tiny_4bit, processed, tmp_path / "runs", iters=400, save_every=1000)
     config_path.write_text(json.dumps(config))
     proc = _start(config_path, tmp_path)
     _wait_for_step(proc, tmp_path / "runs" / "quick" / "steps.jsonl", 3)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
     step = max(step_losses(tmp_path / "runs" / "quick"))
-    assert f"SIGTERM: saved step-{step:07d}" in out and "invoke train --run quick" in out
+    assert f"{signal.Signals(sig).name}: saved step-{step:07d}" in out
+    assert "invoke train --run quick" in out
     assert ckpt.load_latest(tmp_path / "runs" / "quick").step == step
 
 
