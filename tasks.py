@@ -64,16 +64,20 @@ def prepare(c, input=None, biographies=str(SAMPLE_BIOS), out=str(PROCESSED), con
 
 @task(help={"config": "Run config file.", "model": "Base model folder.",
             "data": "Processed data folder.", "run": "Run name (runs/<name>/).",
-            "iters": "Training steps.", "seed": "Random seed."})
+            "iters": "Training steps.", "seed": "Random seed.",
+            "fresh": "Start the run over instead of resuming its newest checkpoint."})
 @exit_on_error
-def train(c, config=str(DEMO_CONFIG), model=None, data=None, run=None, iters=None, seed=None):
-    """Train a QLoRA adapter; the run goes to runs/<name>/."""
+def train(c, config=str(DEMO_CONFIG), model=None, data=None, run=None, iters=None, seed=None,
+          fresh=False):
+    """Train a QLoRA adapter into runs/<name>/; an existing run resumes by itself."""
     from farol_train import train as run_train
 
     result = run_train(config, model=model or str(TINY_4BIT), data=data or str(PROCESSED),
-                       name=run, runs_dir=str(RUNS), iters=_int(iters), seed=_int(seed))
-    print(f"train: loss {result.first_loss:.3f} -> {result.last_loss:.3f}, "
-          f"val loss {result.val_loss:.3f}; adapter in {result.run_dir}")
+                       name=run, runs_dir=str(RUNS), iters=_int(iters),
+                       seed=_int(seed), fresh=fresh)
+    val = f"{result.val_loss:.3f}" if result.val_loss is not None else "not measured"
+    print(f"train: loss {result.first_loss:.3f} -> {result.last_loss:.3f}, val loss {val}; "
+          f"{result.stopped} at step {result.steps}; adapter in {result.run_dir}")
 
 
 @task(name="eval", help={"run": "Run name.", "samples": "Answers printed in the summary.",
@@ -114,7 +118,7 @@ def demo(c):
     if not TINY_4BIT.exists():
         quantize(c)
     prepare(c)
-    train(c)
+    train(c, fresh=True)
     evaluate(c)
     plots(c)
     from farol_core.config import load_config
@@ -168,6 +172,35 @@ def monitor(c, run="demo", refresh="2", once=False):
     from farol_eval.monitor import monitor as run_monitor
 
     run_monitor(RUNS / run, refresh=float(refresh), max_updates=1 if once else None)
+
+
+# --- training ---
+
+
+@task(help={"config": "Run config file.", "model": "Base model folder.",
+            "data": "Processed data folder."})
+@exit_on_error
+def preflight(c, config=str(DEMO_CONFIG), model=None, data=None):
+    """Check versions, device, memory, disk, data and model before training (exit 1 on a fail)."""
+    from farol_train.loop import resolve
+    from farol_train.preflight import report
+
+    cfg = resolve(config, model=model or str(TINY_4BIT), data=data or str(PROCESSED))
+    if not report(cfg):
+        sys.exit(1)
+
+
+@task(help={"run": "Run name.", "model": "Base model folder.", "out": "Output folder.",
+            "gguf": "Also write OUT/model.gguf (float16).", "dequantize": "Float weights."})
+@exit_on_error
+def fuse(c, run="demo", model=str(TINY_4BIT), out=None, gguf=False, dequantize=False):
+    """Merge a run's adapter into its base model (and export GGUF with --gguf)."""
+    from farol_train.fuse import fuse as run_fuse
+
+    out = out or str(ROOT / "models" / f"{run}-fused")
+    folder = run_fuse(model, RUNS / run, out, dequantize=dequantize,
+                      gguf="model.gguf" if gguf else None, force=True)
+    print(f"fused model: {folder}" + (f"; GGUF: {folder / 'model.gguf'}" if gguf else ""))
 
 
 def _int(value) -> int | None:

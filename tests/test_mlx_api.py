@@ -28,6 +28,16 @@ CALLS = [
     ("mlx_lm.tuner.trainer.grad_checkpoint", ["layer"]),
     ("mlx_lm.sample_utils.make_sampler", ["temp", "top_p"]),
     ("mlx_lm.generate.generate_step", ["prompt", "model", "max_tokens", "sampler"]),
+    # farol-train: fuse, GGUF export, the memory measurement, and mlx-lm's trainer (tests)
+    ("mlx_lm.utils.load", ["path_or_hf_repo", "adapter_path", "return_config"]),
+    ("mlx_lm.utils.save", ["dst_path", "src_path_or_repo", "model", "tokenizer", "config",
+                           "donate_model"]),
+    ("mlx_lm.utils.dequantize_model", ["model"]),
+    ("mlx_lm.gguf.convert_to_gguf", ["model_path", "weights", "config", "output_file_path"]),
+    ("mlx.nn.quantize", ["model", "group_size", "bits"]),
+    ("mlx_lm.tuner.trainer.train", ["model", "optimizer", "train_dataset", "val_dataset", "args",
+                                    "training_callback"]),
+    ("mlx_lm.tuner.datasets.load_local_dataset", ["data_path", "tokenizer", "config"]),
 ]
 
 
@@ -88,3 +98,21 @@ def test_mlx_core_calls():
     assert hasattr(nn, "value_and_grad") and hasattr(nn.losses, "cross_entropy")
     for name in ("AdamW", "cosine_decay", "linear_schedule", "join_schedules"):
         assert hasattr(optim, name), f"mlx.optimizers.{name} is gone: Farol calls it"
+
+
+def test_training_state_round_trip_calls():
+    """farol-train's checkpoints: optimizer state out and back in, MLX's RNG and device calls."""
+    from mlx.utils import tree_flatten, tree_unflatten
+
+    opt = optim.AdamW(learning_rate=0.1)
+    params = {"layers": [{}, {"w": mx.ones((2,))}]}
+    opt.init(params)
+    flat = dict(tree_flatten(opt.state))
+    opt.state = tree_unflatten(list(flat.items()))
+    assert set(dict(tree_flatten(opt.state))) == set(flat)
+    mx.random.seed(1)
+    assert mx.metal.is_available() in (True, False) and mx.cuda.is_available() in (True, False)
+    assert isinstance(mx.device_info(), dict)
+    from mlx_lm.tuner.lora import LoRALinear
+
+    assert "dequantize" in inspect.signature(LoRALinear.fuse).parameters

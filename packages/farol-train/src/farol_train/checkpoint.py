@@ -1,24 +1,191 @@
-"""Adapter files written so that a crash mid-save never leaves a broken adapter behind."""
+"""Adapters and resumable checkpoints, written so that a crash mid-save never breaks either.
 
+A checkpoint is a folder `runs/<name>/checkpoints/step-NNNNNNN/` holding the adapter in mlx-lm's
+layout, the optimizer state, any gradient still being accumulated, `trainer_state.json` (step,
+data position, RNG, counters) and `manifest.json` with the size and SHA-256 of every file. It is
+built in a hidden temporary folder and renamed into place only when complete, so the newest
+checkpoint either exists whole or not at all; the manifest catches what a rename cannot (a disk
+that lied, a file edited by hand).
+"""
+
+import hashlib
+import json
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
+from farol_core.errors import FarolError
 from farol_core.io import write_json
-from mlx.utils import tree_flatten
+from mlx.utils import tree_flatten, tree_unflatten
 
 ADAPTER_FILE = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+PENDING_FILE = "pending_grad.safetensors"
+STATE_FILE = "trainer_state.json"
+MANIFEST = "manifest.json"
+CHECKPOINTS = "checkpoints"
+BEST_DIR = "adapters"
+
+
+@dataclass
+class Checkpoint:
+    """A verified checkpoint on disk and its trainer state."""
+
+    path: Path
+    state: dict
+
+    @property
+    def step(self) -> int:
+        return self.state["step"]
 
 
 def save_adapter(model, folder: Path, adapter_config: dict) -> Path:
     """Write the trainable weights and mlx-lm's adapter_config.json into `folder`, atomically."""
     folder.mkdir(parents=True, exist_ok=True)
-    weights = dict(tree_flatten(model.trainable_parameters()))
     tmp = folder / f".{ADAPTER_FILE}.tmp.safetensors"
-    mx.save_safetensors(str(tmp), weights)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    _save_arrays(tmp, dict(tree_flatten(model.trainable_parameters())))
     os.replace(tmp, folder / ADAPTER_FILE)
     write_json(folder / ADAPTER_CONFIG, adapter_config)
     return folder / ADAPTER_FILE
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"step-{step:07d}"
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, adapter_config: dict, state: dict,
+                    pending_grad=None) -> Path:
+    """Write a complete checkpoint for `state["step"]`; on any failure (a full disk) remove the
+    partial folder, leave earlier checkpoints untouched, and raise FarolError."""
+    final = checkpoint_dir(run_dir, state["step"])
+    tmp = final.parent / f".{final.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        _write_contents(tmp, model, optimizer, adapter_config, state, pending_grad)
+        _swap_into_place(tmp, final)
+    except (OSError, RuntimeError) as e:  # mlx reports a failed write as RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_step_name(run_dir)
+        raise FarolError(
+            f"could not save the checkpoint for step {state['step']}: {e}",
+            hint=f"free disk space; the previous checkpoint ({previous or 'none'}) is intact "
+                 "and the run resumes from it",
+        ) from None
+    return final
+
+
+def _write_contents(folder: Path, model, optimizer, adapter_config, state, pending_grad):
+    _save_arrays(folder / ADAPTER_FILE, dict(tree_flatten(model.trainable_parameters())))
+    write_json(folder / ADAPTER_CONFIG, adapter_config)
+    _save_arrays(folder / OPTIMIZER_FILE, dict(tree_flatten(optimizer.state)))
+    if pending_grad is not None:
+        _save_arrays(folder / PENDING_FILE, dict(tree_flatten(pending_grad)))
+    write_json(folder / STATE_FILE, state)
+    files = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    write_json(folder / MANIFEST, {name: _fingerprint(folder / name) for name in files})
+    _fsync_dir(folder)
+
+
+def _swap_into_place(tmp: Path, final: Path) -> None:
+    """Rename the finished folder into place; an older folder of the same step goes last."""
+    old = final.parent / f".{final.name}.old"
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_arrays(path: Path, arrays: dict) -> None:
+    mx.save_safetensors(str(path), arrays)
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fingerprint(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint folders of a run, oldest first (temporary folders excluded)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-"))
+
+
+def latest_step_name(run_dir: Path) -> str | None:
+    found = list_checkpoints(run_dir)
+    return found[-1].name if found else None
+
+
+def verify(folder: Path) -> str | None:
+    """None if every file matches the manifest, else what is wrong."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "manifest.json is missing or unreadable"
+    required = {ADAPTER_FILE, ADAPTER_CONFIG, OPTIMIZER_FILE, STATE_FILE}
+    if not required <= set(manifest):
+        return f"manifest lacks {', '.join(sorted(required - set(manifest)))}"
+    for name, expected in manifest.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if _fingerprint(path) != expected:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def load_latest(run_dir: Path, warn=print) -> Checkpoint | None:
+    """The newest checkpoint that passes verification; broken newer ones are skipped with a
+    warning naming the problem."""
+    for folder in reversed(list_checkpoints(run_dir)):
+        problem = verify(folder)
+        if problem is None:
+            state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+            return Checkpoint(folder, state)
+        warn(f"warning: skipping checkpoint {folder.name}: {problem}")
+    return None
+
+
+def restore(checkpoint: Checkpoint, model, optimizer):
+    """Load adapter weights and optimizer state; returns the pending gradient (or None)."""
+    model.load_weights(str(checkpoint.path / ADAPTER_FILE), strict=False)
+    optimizer.state = tree_unflatten(list(mx.load(str(checkpoint.path / OPTIMIZER_FILE)).items()))
+    pending = checkpoint.path / PENDING_FILE
+    if not pending.is_file():
+        return None
+    return tree_unflatten(list(mx.load(str(pending)).items()))
+
+
+def prune(run_dir: Path, keep: int, best_step: int | None) -> None:
+    """Keep the newest `keep` checkpoints and the one of the best validation loss."""
+    found = list_checkpoints(run_dir)
+    for folder in found[:-keep] if keep < len(found) else []:
+        if best_step is None or folder.name != f"step-{best_step:07d}":
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def save_best(model, run_dir: Path, adapter_config: dict, step: int, val_loss: float) -> None:
+    """Copy the current adapter to runs/<name>/adapters/ with the step and loss it scored."""
+    folder = Path(run_dir) / BEST_DIR
+    save_adapter(model, folder, adapter_config)
+    write_json(folder / "best.json", {"step": step, "val_loss": val_loss})

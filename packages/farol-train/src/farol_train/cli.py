@@ -1,9 +1,16 @@
 """`farol-train`: parses options and calls farol_train's public functions."""
 
-import click
-from farol_core.errors import exit_on_error
+import sys
+from pathlib import Path
 
-from farol_train.loop import train
+import click
+import yaml
+from farol_core.errors import exit_on_error
+from farol_core.io import atomic_write_text
+
+from farol_train.fuse import fuse
+from farol_train.loop import resolve, train
+from farol_train.preflight import apply_profile, describe, profiles, report
 from farol_train.quantize import quantize
 
 
@@ -34,11 +41,84 @@ def quantize_cmd(model, out, bits, group_size, force):
 @click.option("--runs-dir", default=None, help="Folder that holds the runs.")
 @click.option("--iters", type=click.IntRange(min=1), default=None)
 @click.option("--seed", type=click.IntRange(min=0), default=None)
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming the run's checkpoint.")
 @exit_on_error
-def run_cmd(config, model, data, name, runs_dir, iters, seed):
-    """Train a QLoRA adapter."""
-    result = train(config, log=click.echo, model=model, data=data, name=name,
+def run_cmd(config, model, data, name, runs_dir, iters, seed, fresh):
+    """Train a QLoRA adapter; an existing run resumes from its newest good checkpoint."""
+    result = train(config, log=click.echo, fresh=fresh, model=model, data=data, name=name,
                    runs_dir=runs_dir, iters=iters, seed=seed)
+    if result.stopped != "done":
+        click.echo(f"stopped ({result.stopped}) at step {result.steps}")
     click.echo(f"train loss {result.first_loss:.3f} -> {result.last_loss:.3f}"
                + (f", val loss {result.val_loss:.3f}" if result.val_loss is not None else ""))
     click.echo(f"adapter: {result.run_dir}/adapters.safetensors")
+
+
+@main.command("preflight")
+@click.option("--config", type=click.Path(), default=None, help="Run config (YAML or JSON).")
+@click.option("--model", default=None, help="Base model folder (overrides the config).")
+@click.option("--data", default=None, help="Folder with train/valid/test.jsonl.")
+@exit_on_error
+def preflight_cmd(config, model, data):
+    """Check versions, device, memory, disk, data and model; exit 1 on any fail."""
+    if not report(resolve(config, model=model, data=data)):
+        sys.exit(1)
+
+
+@main.command("configure")
+@click.option("--out", type=click.Path(), default=None, help="Config file to write (YAML).")
+@exit_on_error
+def configure_cmd(out):
+    """Interactive wizard: pick a profile (or custom values) and write a run config."""
+    cfg = resolve(None)
+    cfg["name"] = click.prompt("run name", default=cfg["name"])
+    cfg["model"] = click.prompt("base model folder", default=cfg["model"])
+    cfg["data"] = click.prompt("data folder", default=cfg["data"])
+    found = profiles(cfg)
+    for name, p in found.items():
+        click.echo(f"  {name:12} " + (describe(p) if p else "does not fit in memory"))
+    choices = [n for n, p in found.items() if p] + ["custom"]
+    default = "BALANCED" if found["BALANCED"] else choices[0]
+    choice = click.prompt("profile", type=click.Choice(choices), default=default)
+    profile = found.get(choice) or _custom(found[default] if default != "custom" else None, cfg)
+    cfg = resolve(apply_profile(cfg, profile))  # validated against the schema
+    path = Path(out or click.prompt("write config to", default=f"configs/{cfg['name']}.yaml"))
+    atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False))
+    click.echo(f"wrote {path}; train with: invoke train --config {path}")
+
+
+def _custom(start: dict | None, cfg: dict) -> dict:
+    start = start or {"batch_size": cfg["training"]["batch_size"],
+                      "grad_accumulation_steps": cfg["training"]["grad_accumulation_steps"],
+                      "max_seq_length": cfg["training"]["max_seq_length"],
+                      "num_layers": cfg["lora"]["num_layers"],
+                      "grad_checkpoint": cfg["training"]["grad_checkpoint"]}
+    keys = ("batch_size", "grad_accumulation_steps", "max_seq_length", "num_layers",
+            "grad_checkpoint")
+    return {key: click.prompt(key, default=start[key], type=type(start[key])) for key in keys}
+
+
+@main.command("fuse")
+@click.option("--model", required=True, help="Base model folder.")
+@click.option("--adapter", required=True, help="Run folder or adapter folder.")
+@click.option("--out", required=True, type=click.Path(), help="Folder for the fused model.")
+@click.option("--dequantize", is_flag=True, help="Write float weights instead of quantized.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@exit_on_error
+def fuse_cmd(model, adapter, out, dequantize, force):
+    """Merge the adapter into the base model (mlx-lm's fuse)."""
+    click.echo(f"fused model: {fuse(model, adapter, out, dequantize=dequantize, force=force)}")
+
+
+@main.command("export")
+@click.option("--model", required=True, help="Base model folder.")
+@click.option("--adapter", required=True, help="Run folder or adapter folder.")
+@click.option("--out", required=True, type=click.Path(), help="Folder for the fused model.")
+@click.option("--gguf", "gguf_name", default="model.gguf", show_default=True,
+              help="GGUF file name inside OUT (float16; llama/mistral models).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@exit_on_error
+def export_cmd(model, adapter, out, gguf_name, force):
+    """Fuse and write a GGUF file (for llama.cpp, Ollama, LM Studio)."""
+    folder = fuse(model, adapter, out, gguf=gguf_name, force=force)
+    click.echo(f"GGUF: {folder / gguf_name}")

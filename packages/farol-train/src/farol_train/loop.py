@@ -1,5 +1,12 @@
-"""QLoRA training: Farol's own loop on mlx-lm's model loading and LoRA layers."""
+"""QLoRA training: Farol's own loop on mlx-lm's model loading and LoRA layers.
 
+A run resumes by itself from its newest good checkpoint, and a resumed run repeats exactly what
+an uninterrupted one would do: the adapter, optimizer and accumulated gradient are restored, the
+data order continues from the saved epoch and batch, and MLX's random stream is reseeded from
+(seed, step) before every step.
+"""
+
+import shutil
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -10,21 +17,30 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 from farol_core.config import load_config, merge
-from farol_core.dataset import evaluate_loss, iterate_batches, load_split, masked_loss
+from farol_core.dataset import evaluate_loss, load_split, masked_loss
+from farol_core.errors import FarolError
 from farol_core.io import write_json
 from farol_core.model import load_model
-from mlx.utils import tree_map
+from mlx.utils import tree_flatten, tree_map
 from mlx_lm.tuner.trainer import grad_checkpoint
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from farol_train.checkpoint import save_adapter
+from farol_train import checkpoint as ckpt
+from farol_train.data_order import DataOrder
+from farol_train.guards import MemoryGuard, StopRequest, check_finite
 from farol_train.lora import apply_lora, count_parameters
-from farol_train.metrics import MetricsLog
+from farol_train.metrics import MetricsLog, StepLog
+from farol_train.packing import packed_loss
+
+# Settings that must match for a checkpoint to be resumed (the rest may change between runs).
+RESUME_KEYS = {"model": None, "data": None, "seed": None, "lora": None,
+               "training": ["batch_size", "max_seq_length", "mask_prompt", "pack",
+                            "grad_accumulation_steps", "learning_rate", "warmup_steps"]}
 
 
 @dataclass
 class TrainResult:
-    """Where the run went and how its loss moved."""
+    """Where the run went, how its loss moved, and why it stopped."""
 
     run_dir: Path
     steps: int
@@ -32,12 +48,24 @@ class TrainResult:
     last_loss: float
     val_loss: float | None
     trainable_parameters: int
+    stopped: str = "done"  # done | interrupted | early_stop
+    resumed_from: int = 0
 
 
 def resolve(config=None, iters: int | None = None, **overrides) -> dict:
     """The validated run config: file or dict, then `overrides` (nested dicts merge), then
     `iters`, the override asked for most often."""
     return load_config("train", config, merge(overrides, {"training": {"iters": iters}}))
+
+
+def convert_alpha(cfg: dict) -> str | None:
+    """Turn PEFT's `lora.alpha` into mlx-lm's `lora.scale` (alpha / rank); returns the note."""
+    alpha = cfg["lora"].pop("alpha", None)
+    if alpha is None:
+        return None
+    cfg["lora"]["scale"] = alpha / cfg["lora"]["rank"]
+    return (f"note: lora.alpha {alpha} with rank {cfg['lora']['rank']} is "
+            f"lora.scale {cfg['lora']['scale']:g} in mlx-lm's terms")
 
 
 def learning_rate_schedule(training: dict):
@@ -49,95 +77,268 @@ def learning_rate_schedule(training: dict):
     return optim.join_schedules([optim.linear_schedule(0.0, lr, warmup), decay], [warmup])
 
 
-def train(config=None, log=print, **overrides) -> TrainResult:
-    """Train the adapter a run config describes and write everything to runs/<name>/."""
+def train(config=None, log=print, fresh: bool = False, **overrides) -> TrainResult:
+    """Train the adapter a run config describes and write everything to runs/<name>/.
+
+    An existing run resumes from its newest good checkpoint unless `fresh` is true.
+    """
     cfg = resolve(config, **overrides)
-    tcfg, run_dir = cfg["training"], Path(cfg["runs_dir"]) / cfg["name"]
-    model, tokenizer = load_model(cfg["model"])
-    data = Path(cfg["data"])
-    train_set = load_split(data / "train.jsonl", tokenizer, tcfg["mask_prompt"])
-    valid_set = load_split(data / "valid.jsonl", tokenizer, tcfg["mask_prompt"])
-    adapter_config = apply_lora(model, cfg["lora"])
-    trainable, total = count_parameters(model)
-    log(f"{len(train_set)} train / {len(valid_set)} valid examples; "
-        f"{trainable:,} trainable parameters ({100 * trainable / total:.2f}% of {total:,})")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", cfg)
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    metrics = MetricsLog(run_dir / "metrics.jsonl")
-
-    mx.random.seed(cfg["seed"])
-    rng = np.random.default_rng(cfg["seed"])
-    optimizer = optim.AdamW(learning_rate=learning_rate_schedule(tcfg))
-    step = make_step(model, optimizer, tcfg["grad_accumulation_steps"], tcfg["grad_checkpoint"])
-    evaluate = partial(evaluate_loss, model, valid_set, tcfg["batch_size"],
-                       tcfg["max_seq_length"], tcfg["val_batches"])
-
-    losses, val_loss, window = [], None, Window()
-    model.train()
-    with _progress() as bar:
-        task = bar.add_task("training", total=tcfg["iters"], loss=float("nan"))
-        for it, (tokens, spans) in enumerate(_batches(train_set, tcfg, rng), start=1):
-            loss, ntoks = step(tokens, spans, it % tcfg["grad_accumulation_steps"] == 0)
-            window.add(loss, ntoks)
-            if it % tcfg["steps_per_eval"] == 0 or it == tcfg["iters"]:
-                val_loss = _validate(model, evaluate)
-            if it % tcfg["steps_per_report"] == 0 or it == tcfg["iters"]:
-                row = window.report(it, len(train_set) // tcfg["batch_size"], optimizer, val_loss)
-                metrics.write(row)
-                losses.append(row["train_loss"])
-                bar.update(task, loss=row["train_loss"])
-            if it % tcfg["save_every"] == 0:
-                save_adapter(model, run_dir, adapter_config)
-            bar.advance(task)
-            if it == tcfg["iters"]:
-                break
-    save_adapter(model, run_dir, adapter_config)
-    return TrainResult(run_dir, tcfg["iters"], losses[0], losses[-1], val_loss, trainable)
+    note = convert_alpha(cfg)
+    if note:
+        log(note)
+    return Trainer(cfg, log, fresh).run()
 
 
-def make_step(model, optimizer, accumulation: int, checkpointing: bool):
-    """A compiled step: forward, backward and, every `accumulation` calls, an update."""
+class Trainer:
+    """One run: the model, data order, optimizer and counters that a checkpoint saves."""
+
+    def __init__(self, cfg: dict, log, fresh: bool):
+        self.cfg, self.log, self.tcfg = cfg, log, cfg["training"]
+        self.run_dir = Path(cfg["runs_dir"]) / cfg["name"]
+        self._load(cfg)
+        self.step, self.val_loss, self.trained, self.wall_offset = 0, None, 0, 0.0
+        self.best = {"val_loss": None, "step": None, "evals_without_improvement": 0}
+        self.window = Window()
+        self.resumed_from = self._resume_or_start(fresh)
+        self.step_fn = make_step(self.model, self.optimizer, self.tcfg["grad_accumulation_steps"],
+                                 self.tcfg["grad_checkpoint"], self.pending,
+                                 packed_loss if self.tcfg["pack"] else masked_loss)
+
+    def _load(self, cfg: dict) -> None:
+        tcfg = self.tcfg
+        self.model, tokenizer = load_model(cfg["model"])
+        data = Path(cfg["data"])
+        self.train_set = load_split(data / "train.jsonl", tokenizer, tcfg["mask_prompt"])
+        self.valid_set = load_split(data / "valid.jsonl", tokenizer, tcfg["mask_prompt"])
+        mx.random.seed(cfg["seed"])  # the LoRA initialisation depends on the seed alone
+        self.adapter_config = apply_lora(self.model, cfg["lora"])
+        self.order = DataOrder(self.train_set, tcfg["batch_size"], tcfg["max_seq_length"],
+                               np.random.default_rng(cfg["seed"]), packed=tcfg["pack"])
+        if tcfg["epochs"]:
+            tcfg["iters"] = tcfg["epochs"] * self.order.steps_per_epoch
+        self.optimizer = optim.AdamW(learning_rate=learning_rate_schedule(tcfg))
+        self.evaluate = partial(evaluate_loss, self.model, self.valid_set, tcfg["batch_size"],
+                                tcfg["max_seq_length"], tcfg["val_batches"])
+        trainable, total = count_parameters(self.model)
+        self.trainable = trainable
+        self.log(f"{len(self.train_set)} train / {len(self.valid_set)} valid examples; "
+                 f"{trainable:,} trainable parameters ({100 * trainable / total:.2f}% of "
+                 f"{total:,}); {tcfg['iters']} steps, {self.order.steps_per_epoch} per epoch")
+
+    def _resume_or_start(self, fresh: bool) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.steps_log = StepLog(self.run_dir / "steps.jsonl")
+        self.pending = {"grad": None}
+        found = None if fresh else ckpt.load_latest(self.run_dir, warn=self.log)
+        if found is None:
+            self._clear()
+        else:
+            self._check_compatible()
+            self.pending["grad"] = ckpt.restore(found, self.model, self.optimizer)
+            self._restore_state(found.state)
+            self.log(f"resuming {self.cfg['name']} from {found.path.name} "
+                     f"(use --fresh to start over)")
+        write_json(self.run_dir / "config.json", self.cfg)
+        return self.step
+
+    def _clear(self) -> None:
+        shutil.rmtree(self.run_dir / ckpt.CHECKPOINTS, ignore_errors=True)
+        shutil.rmtree(self.run_dir / ckpt.BEST_DIR, ignore_errors=True)
+        for name in ("metrics.jsonl", "metrics.csv", "steps.jsonl"):
+            (self.run_dir / name).unlink(missing_ok=True)
+
+    def _check_compatible(self) -> None:
+        saved_path = self.run_dir / "config.json"
+        saved = load_config("train", saved_path) if saved_path.is_file() else self.cfg
+        changed = [k for k, sub in RESUME_KEYS.items() if sub is None and saved[k] != self.cfg[k]]
+        changed += [f"training.{k}" for k in RESUME_KEYS["training"]
+                    if saved["training"][k] != self.tcfg[k]]
+        if changed:
+            raise FarolError(
+                f"run {self.cfg['name']} has checkpoints made with a different "
+                f"{', '.join(changed)}",
+                hint="use the run's config.json, pick another --run name, or pass --fresh "
+                     "to start this run over")
+
+    def _restore_state(self, state: dict) -> None:
+        if state["data"]["batches"] != self.order.steps_per_epoch:
+            raise FarolError("the training data changed since the checkpoint was saved",
+                             hint="pass --fresh to start the run over on the new data")
+        self.order.restore(state["data"])
+        self.step, self.val_loss = state["step"], state["val_loss"]
+        self.best, self.trained = state["best"], state["trained_tokens"]
+        self.wall_offset = state["wall_time_s"]
+        self.window.restore(state["window"], self.trained, self.wall_offset)
+        self.metrics.keep_until(self.step)
+        self.steps_log.keep_until(self.step)
+
+    def state(self) -> dict:
+        """Everything besides the arrays that resuming needs, as JSON."""
+        return {
+            "format": 1, "step": self.step, "iters": self.tcfg["iters"],
+            "epoch": self.step / self.order.steps_per_epoch, "data": self.order.state(),
+            "learning_rate": self.optimizer.learning_rate.item(),
+            "optimizer_step": int(self.optimizer.state.get("step", mx.array(0)).item()),
+            "mx_random": f"reseeded before each step from seed {self.cfg['seed']} and the step",
+            "val_loss": self.val_loss, "best": self.best, "trained_tokens": self.trained,
+            "window": self.window.state(), "wall_time_s": self.window.elapsed(),
+        }
+
+    def save(self) -> str:
+        """A checkpoint of the current step, then pruning; returns its folder name.
+
+        Weights that are no longer finite are never saved: the run stops as for a NaN loss."""
+        worst = max((mx.abs(v).max().item() for _, v in
+                     tree_flatten(self.model.trainable_parameters())), default=0.0)
+        check_finite(worst, self.step, ckpt.latest_step_name(self.run_dir), "an adapter weight")
+        folder = ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer,
+                                      self.adapter_config, self.state(), self.pending["grad"])
+        ckpt.prune(self.run_dir, self.tcfg["keep_checkpoints"], self.best["step"])
+        return folder.name
+
+    def run(self) -> TrainResult:
+        iters, stopped = self.tcfg["iters"], "done"
+        if self.step >= iters:
+            self.log(f"run {self.cfg['name']} is already complete at step {self.step} "
+                     "(use --fresh to train it again, or raise --iters to continue)")
+            return self._result(stopped)
+        guard = MemoryGuard(self.tcfg["memory_fraction"])
+        self.model.train()
+        try:
+            with StopRequest() as stop, _progress() as bar:
+                task = bar.add_task("training", total=iters, completed=self.step, loss=np.nan)
+                while self.step < iters and stopped == "done":
+                    loss = self._one_step()
+                    bar.update(task, advance=1, loss=loss)
+                    stopped = self._after_step(stop, guard)
+        finally:
+            guard.release()
+        ckpt.save_adapter(self.model, self.run_dir, self.adapter_config)
+        return self._result(stopped)
+
+    def _one_step(self) -> float:
+        self.step += 1
+        mx.random.seed(self.cfg["seed"] * 1_000_003 + self.step)
+        batch = self.order.next()
+        tic = time.perf_counter()  # step time, as mlx-lm's trainer counts it: batch excluded
+        update = self.step % self.tcfg["grad_accumulation_steps"] == 0
+        loss, ntoks = self.step_fn(batch, update)
+        self.window.add(loss, ntoks, time.perf_counter() - tic)
+        check_finite(loss, self.step, ckpt.latest_step_name(self.run_dir))
+        self.steps_log.write(self.step, loss, ntoks)
+        return loss
+
+    def _after_step(self, stop: StopRequest, guard: MemoryGuard) -> str:
+        """Evaluate, report, save and check the guards; returns why to stop, or "done"."""
+        last = self.step == self.tcfg["iters"]
+        improved = self._maybe_validate(last)
+        if self.step % self.tcfg["steps_per_report"] == 0 or last:
+            row = self.window.report(self.step, self.order.steps_per_epoch, self.optimizer,
+                                     self.val_loss)
+            self.trained = row["trained_tokens"]
+            self.metrics.write(row)
+        rss = guard.exceeded()
+        reason = ("interrupted" if stop.signal_name else "memory" if rss is not None
+                  else "early_stop" if self._patience_out() else None)
+        if reason or improved or last or self.step % self.tcfg["save_every"] == 0:
+            saved = self.save()
+        if reason == "memory":
+            raise guard.error(rss, self.step, saved)
+        if reason == "interrupted":
+            self.log(f"{stop.signal_name}: saved {saved} at step {self.step}. Resume with "
+                     f"`invoke train --run {self.cfg['name']}` (or the same farol-train run "
+                     "command); add --fresh to start over.")
+        if reason == "early_stop":
+            self.log(f"early stop at step {self.step}: no better validation loss in "
+                     f"{self.tcfg['patience']} evaluations (best {self.best['val_loss']:.4f} at "
+                     f"step {self.best['step']}, in {self.run_dir / ckpt.BEST_DIR})")
+        return reason or "done"
+
+    def _patience_out(self) -> bool:
+        patience = self.tcfg["patience"]
+        return bool(patience) and self.best["evals_without_improvement"] >= patience
+
+    def _maybe_validate(self, last: bool) -> bool:
+        if self.step % self.tcfg["steps_per_eval"] and not last:
+            return False
+        self.model.eval()
+        self.val_loss, _ = self.evaluate()
+        self.model.train()
+        best = self.best
+        if best["val_loss"] is not None and self.val_loss >= best["val_loss"]:
+            best["evals_without_improvement"] += 1
+            return False
+        self.best = {"val_loss": self.val_loss, "step": self.step, "evals_without_improvement": 0}
+        ckpt.save_best(self.model, self.run_dir, self.adapter_config, self.step, self.val_loss)
+        return True
+
+    def _result(self, stopped: str) -> TrainResult:
+        losses = [r["train_loss"] for r in self.metrics.rows] or [np.nan]
+        return TrainResult(self.run_dir, self.step, losses[0], losses[-1], self.val_loss,
+                           self.trainable, stopped, self.resumed_from)
+
+
+def make_step(model, optimizer, accumulation: int, checkpointing: bool, pending: dict,
+              loss=masked_loss):
+    """A compiled step: forward, backward and, every `accumulation` calls, an update.
+
+    `pending["grad"]` holds the gradient summed since the last update (a checkpoint saves it).
+    """
     if checkpointing:
         grad_checkpoint(model.layers[0])  # patches the block class, so every block recomputes
-    loss_and_grad = nn.value_and_grad(model, masked_loss)
+    loss_and_grad = nn.value_and_grad(model, loss)
     state = [model.state, optimizer.state, mx.random.state]
-    pending = {"grad": None}
 
     @partial(mx.compile, inputs=state, outputs=state)
-    def forward_backward(tokens, spans):
-        (loss, ntoks), grad = loss_and_grad(model, tokens, spans)
-        return loss, ntoks, grad
-
-    def step(tokens, spans, update: bool):
-        loss, ntoks, grad = forward_backward(tokens, spans)
-        if pending["grad"] is not None:
-            grad = tree_map(lambda a, b: a + b, grad, pending["grad"])
-        if update:
+    def compiled(batch, previous, update):
+        (value, ntoks), grad = loss_and_grad(model, *batch)
+        if previous is not None:
+            grad = tree_map(lambda a, b: a + b, grad, previous)
+        if update:  # a Python bool: compiled once for each value
             optimizer.update(model, tree_map(lambda g: g / accumulation, grad))
             grad = None
-        pending["grad"] = grad
-        mx.eval(loss, ntoks, model.state, optimizer.state, pending["grad"])
-        return loss.item(), int(ntoks.item())
+        return value, ntoks, grad
+
+    def step(batch: tuple, update: bool):
+        value, ntoks, pending["grad"] = compiled(batch, pending["grad"], update)
+        mx.eval(value, ntoks, model.state, optimizer.state, pending["grad"])
+        return value.item(), int(ntoks.item())
 
     return step
 
 
 class Window:
-    """Loss, tokens and time since the last report, turned into one metrics row."""
+    """Loss, tokens and step time since the last report, turned into one metrics row.
+
+    Rates use step time only (batch, forward, backward, update), not evaluation or saving.
+    """
 
     def __init__(self):
-        self.start = self.tic = time.perf_counter()
+        self.start = time.perf_counter()
         self.loss_sum = self.tokens = self.steps = self.trained = 0
+        self.offset = self.seconds = 0.0
 
-    def add(self, loss: float, ntoks: int) -> None:
+    def add(self, loss: float, ntoks: int, seconds: float) -> None:
         self.loss_sum += loss * ntoks
         self.tokens += ntoks
         self.steps += 1
+        self.seconds += seconds
+
+    def elapsed(self) -> float:
+        return self.offset + time.perf_counter() - self.start
+
+    def state(self) -> dict:
+        return {"loss_sum": self.loss_sum, "tokens": self.tokens, "steps": self.steps,
+                "seconds": self.seconds}
+
+    def restore(self, state: dict, trained: int, offset: float) -> None:
+        self.loss_sum, self.tokens, self.steps = state["loss_sum"], state["tokens"], state["steps"]
+        self.seconds = state["seconds"]
+        self.trained, self.offset = trained, offset
 
     def report(self, it: int, steps_per_epoch: int, optimizer, val_loss) -> dict:
-        now = time.perf_counter()
-        seconds, self.trained = now - self.tic, self.trained + self.tokens
+        seconds, self.trained = max(self.seconds, 1e-9), self.trained + self.tokens
         row = {
             "step": it,
             "epoch": round(it / max(steps_per_epoch, 1), 3),
@@ -148,22 +349,10 @@ class Window:
             "iterations_per_second": self.steps / seconds,
             "trained_tokens": self.trained,
             "peak_memory_gb": mx.get_peak_memory() / 1e9,
-            "wall_time_s": now - self.start,
+            "wall_time_s": self.elapsed(),
         }
-        self.tic, self.loss_sum, self.tokens, self.steps = now, 0, 0, 0
+        self.loss_sum, self.tokens, self.steps, self.seconds = 0, 0, 0, 0.0
         return row
-
-
-def _batches(train_set, tcfg, rng):
-    while True:  # epochs, each in a fresh shuffled order
-        yield from iterate_batches(train_set, tcfg["batch_size"], tcfg["max_seq_length"], rng)
-
-
-def _validate(model, evaluate) -> float:
-    model.eval()
-    loss, _ = evaluate()
-    model.train()
-    return loss
 
 
 def _progress() -> Progress:

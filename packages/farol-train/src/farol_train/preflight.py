@@ -1,0 +1,262 @@
+"""Checks before a run (versions, device, memory, disk, data, model) and the three profiles.
+
+Each check is pass, warn or fail with the fix; a fail means the run would not work. The profiles
+SAFE / BALANCED / PERFORMANCE are the largest settings whose estimated peak memory (see
+`memory.estimate`) fits in 50 / 70 / 90 % of the memory budget.
+"""
+
+import platform
+import re
+import sys
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, requires, version
+from pathlib import Path
+
+import mlx.core as mx
+import psutil
+from farol_core.dataset import read_messages
+from farol_core.errors import FarolError
+from rich.console import Console
+from rich.table import Table
+
+from farol_train.memory import estimate, read_shape
+
+PROFILES = {"SAFE": 0.5, "BALANCED": 0.7, "PERFORMANCE": 0.9}
+GB = 1e9
+
+
+@dataclass
+class Check:
+    """One line of the preflight table."""
+
+    name: str
+    status: str  # pass | warn | fail
+    detail: str
+    fix: str = ""
+
+
+def backend() -> str:
+    """metal, cuda or cpu: where MLX runs by default here."""
+    if mx.metal.is_available():
+        return "metal"
+    if hasattr(mx, "cuda") and mx.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def memory_budget(cfg: dict) -> int:
+    """Bytes a run may use: the GPU's memory on CUDA, else RAM (unified on a Mac), capped by
+    training.memory_fraction and by what is available now."""
+    vm = psutil.virtual_memory()
+    if backend() == "cuda":
+        return int(mx.device_info().get("memory_size", vm.total))
+    return int(min(vm.total * cfg["training"]["memory_fraction"], vm.available))
+
+
+def run_checks(cfg: dict) -> list[Check]:
+    """Every check for the run config `cfg` (already resolved)."""
+    checks = [check_python(), *check_pins(), check_device(), check_ram(cfg),
+              check_disk(Path(cfg["runs_dir"])), *check_data(cfg)]
+    model = check_model(Path(cfg["model"]), cfg["lora"]["num_layers"])
+    checks.append(model)
+    if model.status != "fail":
+        checks.append(check_memory(cfg))
+    return checks
+
+
+def report(cfg: dict, console: Console | None = None) -> bool:
+    """Print the checks as a table, then the profiles that fit; True when nothing failed."""
+    console = console or Console(width=160)
+    checks = run_checks(cfg)
+    table = Table("check", "status", "detail", "fix")
+    colours = {"pass": "green", "warn": "yellow", "fail": "red"}
+    for c in checks:
+        table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", c.detail, c.fix)
+    console.print(table)
+    if any(c.name == "base model" and c.status != "fail" for c in checks):
+        for name, p in profiles(cfg).items():
+            console.print(f"{name:12} " + (describe(p) if p else "does not fit"))
+    return not any(c.status == "fail" for c in checks)
+
+
+def check_python() -> Check:
+    ok = sys.version_info >= (3, 11)
+    return Check("python", "pass" if ok else "fail", platform.python_version(),
+                 "" if ok else "use Python 3.11 or newer")
+
+
+def check_pins() -> list[Check]:
+    """Installed mlx and mlx-lm against the version ranges Farol declares."""
+    pins = _declared_pins()
+    out = []
+    for name in ("mlx", "mlx-lm"):
+        try:
+            have = version(name)
+        except PackageNotFoundError:
+            out.append(Check(name, "fail", "not installed", "pip install -e '.[dev]'"))
+            continue
+        low, high = pins.get(name, (None, None))
+        ok = (low is None or _v(have) >= _v(low)) and (high is None or _v(have) < _v(high))
+        out.append(Check(name, "pass" if ok else "fail", f"{have} (pinned >={low},<{high})",
+                         "" if ok else f"pip install '{name}>={low},<{high}'"))
+    return out
+
+
+def _declared_pins() -> dict[str, tuple[str | None, str | None]]:
+    pins = {}
+    for dist in ("farol-workspace", "farol-train"):
+        try:
+            lines = requires(dist) or []
+        except PackageNotFoundError:
+            continue
+        for line in lines:
+            m = re.match(r"^(mlx-lm|mlx)(\[[^\]]*\])?\s*([^;]*)", line)
+            if m:
+                low = re.search(r">=\s*([\w.]+)", m.group(3))
+                high = re.search(r"<\s*([\w.]+)", m.group(3))
+                pins[m.group(1)] = (low and low.group(1), high and high.group(1))
+        if pins:
+            break
+    return pins
+
+
+def _v(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
+
+
+def check_device() -> Check:
+    kind = backend()
+    info = mx.device_info()
+    memory = info.get("memory_size")
+    detail = f"{kind}: {info.get('device_name', '?')}" + \
+        (f", {memory / GB:.1f} GB" if memory else "")
+    if kind == "cpu":
+        return Check("device", "warn", detail, "no GPU: training works but is slow; use a Mac "
+                     "with Apple Silicon or a CUDA machine for real models")
+    return Check("device", "pass", detail)
+
+
+def check_ram(cfg: dict) -> Check:
+    vm = psutil.virtual_memory()
+    detail = f"{vm.total / GB:.1f} GB total, {vm.available / GB:.1f} GB available"
+    if vm.available < 0.25 * vm.total:
+        return Check("RAM", "warn", detail, "close other programs before training")
+    return Check("RAM", "pass", detail)
+
+
+def check_disk(runs_dir: Path) -> Check:
+    existing = next((p for p in [runs_dir, *runs_dir.parents] if p.exists()), Path("."))
+    free = psutil.disk_usage(str(existing)).free
+    detail = f"{free / GB:.1f} GB free at {existing}"
+    if free < 1 * GB:
+        return Check("disk", "fail", detail, "free at least 1 GB for checkpoints")
+    if free < 10 * GB:
+        return Check("disk", "warn", detail, "checkpoints of a 7B run need a few GB")
+    return Check("disk", "pass", detail)
+
+
+def check_data(cfg: dict) -> list[Check]:
+    """train/valid must validate (and hold a batch); test is optional (used by eval)."""
+    out, data = [], Path(cfg["data"])
+    for split, required in (("train", True), ("valid", True), ("test", False)):
+        path = data / f"{split}.jsonl"
+        if not path.is_file():
+            status = "fail" if required else "warn"
+            out.append(Check(f"data {split}", status, f"{path} missing",
+                             "run `invoke prepare` (farol-data prepare)"))
+            continue
+        try:
+            n = len(read_messages(path))
+        except FarolError as e:
+            out.append(Check(f"data {split}", "fail", e.message, "fix the line or re-run prepare"))
+            continue
+        small = split == "train" and n < cfg["training"]["batch_size"]
+        out.append(Check(f"data {split}", "fail" if small else "pass", f"{n} examples",
+                         "lower training.batch_size or add data" if small else ""))
+    return out
+
+
+def check_model(model: Path, lora_layers: int) -> Check:
+    if not (model / "config.json").is_file():
+        return Check("base model", "fail", f"{model} not found",
+                     "invoke quantize --model <hf id or folder> --out " + str(model))
+    shape = read_shape(model)
+    size = sum(p.stat().st_size for p in model.glob("*.safetensors"))
+    amount = f"{size / GB:.2f} GB" if size >= GB / 10 else f"{size / 1e6:.1f} MB"
+    kind = f"{shape.bits}-bit (group {shape.group_size})" if shape.bits else "not quantized"
+    detail = f"{model}: {amount}, {kind}"
+    if lora_layers > shape.layers:
+        return Check("base model", "fail", f"{detail}; {shape.layers} layers",
+                     f"set lora.num_layers to at most {shape.layers}")
+    if not shape.bits:
+        return Check("base model", "warn", detail,
+                     f"QLoRA expects a quantized base: invoke quantize --model {model}")
+    return Check("base model", "pass", detail)
+
+
+def check_memory(cfg: dict) -> Check:
+    """The run's estimated peak against the memory budget, with a profile as the fix."""
+    need = estimate(read_shape(Path(cfg["model"])), cfg["lora"], cfg["training"],
+                    backend())["total"]
+    budget = memory_budget(cfg)
+    detail = f"estimated peak {need / GB:.2f} GB of a {budget / GB:.1f} GB budget ({backend()})"
+    if need <= 0.8 * budget:
+        return Check("training memory", "pass", detail)
+    safe = profiles(cfg)["SAFE"]
+    fix = "no setting fits: use a smaller model or a machine with more memory" if safe is None \
+        else "use the SAFE profile (`farol-train configure`): " + describe(safe)
+    return Check("training memory", "warn" if need <= budget else "fail", detail, fix)
+
+
+def profiles(cfg: dict) -> dict[str, dict | None]:
+    """SAFE / BALANCED / PERFORMANCE settings for this model and machine (None: nothing fits)."""
+    shape, budget, kind = read_shape(Path(cfg["model"])), memory_budget(cfg), backend()
+    effective = cfg["training"]["batch_size"] * cfg["training"]["grad_accumulation_steps"]
+    found = {}
+    for name, fraction in PROFILES.items():
+        fits = [c for c in _candidates(cfg, shape.layers)
+                if (name != "SAFE" or c["grad_checkpoint"])
+                and _peak(shape, cfg, c, kind) <= fraction * budget]
+        best = max(fits, key=_preference, default=None)
+        if best is not None:
+            best["grad_accumulation_steps"] = max(1, effective // best["batch_size"])
+            best["estimated_gb"] = round(_peak(shape, cfg, best, kind) / GB, 2)
+        found[name] = best
+    return found
+
+
+def _candidates(cfg: dict, model_layers: int) -> list[dict]:
+    seq_max = cfg["training"]["max_seq_length"]
+    seqs = sorted({s for s in (256, 512, 1024, 2048) if s < seq_max} | {seq_max})
+    layers = sorted({n for n in (4, 8, 16, 32) if n < model_layers} | {model_layers})
+    return [{"batch_size": b, "max_seq_length": s, "num_layers": n, "grad_checkpoint": g}
+            for b in (1, 2, 4, 8) for s in seqs for n in layers for g in (True, False)]
+
+
+def _preference(c: dict) -> tuple:
+    # Longer sequences first (they decide what data fits), then adapted depth up to 16 layers,
+    # then batch, then speed (no recomputation).
+    return (c["max_seq_length"], min(c["num_layers"], 16), c["batch_size"],
+            not c["grad_checkpoint"], c["num_layers"])
+
+
+def _peak(shape, cfg: dict, c: dict, kind: str) -> int:
+    lora = {**cfg["lora"], "num_layers": c["num_layers"]}
+    training = {**cfg["training"], **{k: c[k] for k in ("batch_size", "max_seq_length",
+                                                        "grad_checkpoint")}}
+    return estimate(shape, lora, training, kind)["total"]
+
+
+def describe(p: dict) -> str:
+    return (f"batch {p['batch_size']} x accumulation {p['grad_accumulation_steps']}, "
+            f"{p['max_seq_length']} tokens, {p['num_layers']} LoRA layers, grad checkpoint "
+            f"{'on' if p['grad_checkpoint'] else 'off'} (~{p['estimated_gb']} GB)")
+
+
+def apply_profile(cfg: dict, profile: dict) -> dict:
+    """`cfg` with a profile's settings written into its lora and training sections."""
+    out = {**cfg, "lora": {**cfg["lora"], "num_layers": profile["num_layers"]},
+           "training": dict(cfg["training"])}
+    for key in ("batch_size", "grad_accumulation_steps", "max_seq_length", "grad_checkpoint"):
+        out["training"][key] = profile[key]
+    return out

@@ -1,0 +1,242 @@
+"""Checkpoints and exact resume: SIGKILL mid-run, corrupt checkpoints, a disk that fills up,
+SIGTERM, NaN and the memory guard. Every run here is real and a few steps long."""
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from farol_core.errors import FarolError
+from farol_train import checkpoint as ckpt
+from farol_train import train
+from farol_train.metrics import read_rows
+
+# Small and fast (about 0.1 s a step): one adapted layer, short sequences, accumulation 2 so a
+# checkpoint can fall between two updates and must carry the pending gradient.
+QUICK = {"seed": 3, "lora": {"num_layers": 1, "rank": 4},
+         "training": {"iters": 14, "batch_size": 2, "learning_rate": 3e-3, "max_seq_length": 64,
+                      "steps_per_report": 2, "steps_per_eval": 4, "val_batches": 1,
+                      "save_every": 3, "grad_accumulation_steps": 2, "keep_checkpoints": 2}}
+CLI = "from farol_train.cli import main; main()"
+
+
+def quick(tiny_4bit, processed, runs, name="quick", **training) -> dict:
+    return {**QUICK, "name": name, "model": str(tiny_4bit), "data": str(processed),
+            "runs_dir": str(runs), "training": {**QUICK["training"], **training}}
+
+
+def step_losses(run_dir) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_rows(run_dir / "steps.jsonl")}
+
+
+def adapter(path) -> dict:
+    return mx.load(str(path / ckpt.ADAPTER_FILE))
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_4bit, processed, tmp_path_factory):
+    """An uninterrupted run: its result and config."""
+    runs = tmp_path_factory.mktemp("ref")
+    config = quick(tiny_4bit, processed, runs)
+    return train(config, log=lambda _: None), config
+
+
+def _start(config_path, cwd):
+    return subprocess.Popen([sys.executable, "-c", CLI, "run", "--config", str(config_path)],
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_step(proc, steps_file, step: int) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        rows = read_rows(steps_file)
+        if rows and rows[-1]["step"] >= step:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"run ended before step {step}: {proc.communicate()[0]}")
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(reference, tmp_path):
+    ref, config = reference
+    config = {**config, "runs_dir": str(tmp_path / "runs")}
+    config_path = tmp_path / "run.json"
+    config_path.write_text(json.dumps(config))
+    run_dir = tmp_path / "runs" / "quick"
+    proc = _start(config_path, tmp_path)
+    _wait_for_step(proc, run_dir / "steps.jsonl", 7)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = max(step_losses(run_dir))
+    assert 7 <= killed_at < 14, "the kill must land mid-run"
+
+    resumed = subprocess.run([sys.executable, "-c", CLI, "run", "--config", str(config_path)],
+                             cwd=tmp_path, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming quick from step-" in resumed.stdout
+
+    expected, got = step_losses(ref.run_dir), step_losses(run_dir)
+    assert sorted(got) == list(range(1, 15))
+    np.testing.assert_allclose([got[s] for s in sorted(got)],
+                               [expected[s] for s in sorted(expected)], atol=1e-5)
+    a, b = adapter(ref.run_dir), adapter(run_dir)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(np.array(a[k]), np.array(b[k]), atol=1e-5)
+    rows = read_rows(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12, 14]
+
+
+def test_checkpoints_keep_the_last_k_and_the_best(reference):
+    ref, _ = reference
+    names = [p.name for p in ckpt.list_checkpoints(ref.run_dir)]
+    best = json.loads((ref.run_dir / "adapters" / "best.json").read_text())
+    kept = {f"step-{s:07d}" for s in (12, 14)} | {f"step-{best['step']:07d}"}
+    assert set(names) == kept
+    assert best["val_loss"] == min(r["val_loss"] for r in read_rows(ref.run_dir / "metrics.jsonl")
+                                   if r["val_loss"] is not None)
+    folder = ckpt.checkpoint_dir(ref.run_dir, 14)
+    assert ckpt.verify(folder) is None
+    state = json.loads((folder / ckpt.STATE_FILE).read_text())
+    assert state["step"] == 14 and state["data"]["index"] == 14 and state["optimizer_step"] == 7
+    assert (ref.run_dir / "metrics.csv").read_text().splitlines()[0].startswith("step,epoch,")
+
+
+def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(reference, tmp_path):
+    ref, _ = reference
+    run_dir = tmp_path / "copy"
+    shutil.copytree(ref.run_dir, run_dir)
+    newest = ckpt.list_checkpoints(run_dir)[-1]
+    with open(newest / ckpt.ADAPTER_FILE, "r+b") as f:  # flip bytes in the weights
+        f.seek(-8, os.SEEK_END)
+        f.write(b"\x00" * 8)
+    (run_dir / "checkpoints" / ".step-0000099.tmp").mkdir()  # a save cut by a crash
+    warnings = []
+    found = ckpt.load_latest(run_dir, warn=warnings.append)
+    assert found.step == 12
+    assert warnings == [f"warning: skipping checkpoint {newest.name}: "
+                        "adapters.safetensors does not match its checksum"]
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(reference, tmp_path):
+    ref, config = reference
+    run_dir = tmp_path / "copy"
+    shutil.copytree(ref.run_dir, run_dir)
+    previous = ckpt.list_checkpoints(run_dir)
+    model_state = json.loads((previous[-1] / ckpt.STATE_FILE).read_text())
+    from farol_train.loop import Trainer, resolve
+
+    trainer = Trainer(resolve({**config, "runs_dir": str(tmp_path), "name": "copy"}),
+                      log=lambda _: None, fresh=False)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))  # files stop growing at 20 kB
+    try:
+        trainer.step = 15
+        with pytest.raises(FarolError, match="could not save the checkpoint for step 15") as e:
+            trainer.save()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+    assert "step-0000014) is intact" in str(e.value)
+    assert ckpt.list_checkpoints(run_dir) == previous
+    assert not list((run_dir / "checkpoints").glob(".*"))
+    assert ckpt.load_latest(run_dir).state == model_state
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_0(sig, tiny_4bit, processed, tmp_path):
+    config_path = tmp_path / "run.json"
+    config = quick(tiny_4bit, processed, tmp_path / "runs", iters=400, save_every=1000)
+    config_path.write_text(json.dumps(config))
+    proc = _start(config_path, tmp_path)
+    _wait_for_step(proc, tmp_path / "runs" / "quick" / "steps.jsonl", 3)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    step = max(step_losses(tmp_path / "runs" / "quick"))
+    assert f"{signal.Signals(sig).name}: saved step-{step:07d}" in out
+    assert "invoke train --run quick" in out
+    assert ckpt.load_latest(tmp_path / "runs" / "quick").step == step
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_4bit, processed, tmp_path):
+    config = quick(tiny_4bit, processed, tmp_path, learning_rate=1e9, grad_accumulation_steps=1,
+                   save_every=1, iters=50)
+    with pytest.raises(FarolError, match=r"became (nan|inf) at step (\d+)") as e:
+        train(config, log=lambda _: None)
+    step = int(str(e.value).split(" at step ")[1].split(";")[0])
+    kept = ckpt.load_latest(tmp_path / "quick")
+    assert f"last good checkpoint ({kept.path.name}) is kept" in str(e.value)
+    assert kept.step < step and "lower training.learning_rate" in str(e.value)
+    weights = mx.load(str(kept.path / ckpt.ADAPTER_FILE))
+    assert all(np.isfinite(np.array(v)).all() for v in weights.values())
+
+
+def test_memory_guard_checkpoints_and_stops(tiny_4bit, processed, tmp_path):
+    config = quick(tiny_4bit, processed, tmp_path, memory_fraction=1e-6)
+    with pytest.raises(FarolError, match="memory use reached .* at step 1, above the limit"):
+        train(config, log=lambda _: None)
+    assert ckpt.load_latest(tmp_path / "quick").step == 1
+
+
+def test_fresh_starts_over_and_a_changed_config_is_refused(reference, tmp_path):
+    ref, config = reference
+    shutil.copytree(ref.run_dir, tmp_path / "quick")
+    config = {**config, "runs_dir": str(tmp_path)}
+    logs = []
+    done = train(config, log=logs.append)
+    assert done.resumed_from == 14 and any("already complete" in x for x in logs)
+    changed = {**config, "lora": {"num_layers": 1, "rank": 8}}
+    with pytest.raises(FarolError, match="different lora"):
+        train(changed, log=lambda _: None)
+    again = train(config, log=lambda _: None, fresh=True, iters=4)
+    assert again.resumed_from == 0 and again.steps == 4
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "quick")] == ["step-0000003",
+                                                                            "step-0000004"]
+
+
+def test_epochs_early_stopping_and_alpha(tiny_4bit, processed, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    for split, n in (("train", 6), ("valid", 2)):
+        lines = (processed / f"{split}.jsonl").read_text().splitlines()[:n]
+        (small / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    config = {**quick(tiny_4bit, small, tmp_path, epochs=2, grad_accumulation_steps=1),
+              "data": str(small)}
+    config["lora"] = {"num_layers": 1, "rank": 4, "alpha": 16}
+    logs = []
+    result = train(config, log=logs.append)
+    assert result.steps == 6 and result.stopped == "done"  # 3 batches of 2, twice
+    assert "note: lora.alpha 16 with rank 4 is lora.scale 4 in mlx-lm's terms" in logs
+    saved = json.loads((result.run_dir / "adapter_config.json").read_text())
+    assert saved["lora_parameters"]["scale"] == 4.0
+    assert read_rows(result.run_dir / "steps.jsonl")[-1]["step"] == 6
+
+    # A learning rate too small to move float32 weights: the validation loss never improves.
+    flat = quick(tiny_4bit, processed, tmp_path, name="flat", learning_rate=1e-30,
+                 steps_per_eval=1, patience=2, grad_accumulation_steps=1)
+    stopped = train(flat, log=logs.append)
+    assert stopped.stopped == "early_stop" and stopped.steps == 3
+    assert any(x.startswith("early stop at step 3") for x in logs)
+    assert json.loads((stopped.run_dir / "adapters" / "best.json").read_text())["step"] == 1
+
+
+def test_the_memory_watchdog_samples_in_the_background():
+    from farol_train.guards import MemoryGuard
+
+    guard = MemoryGuard(1.0)
+    try:
+        time.sleep(MemoryGuard.INTERVAL_S * 1.5)
+        assert guard.highest > 0 and guard.exceeded() is None
+        assert guard._thread.is_alive()
+    finally:
+        guard.release()
+    assert not guard._thread.is_alive()
