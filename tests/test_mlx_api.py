@@ -23,6 +23,9 @@ CALLS = [
     ("mlx_lm.utils.load_adapters", ["model", "adapter_path"]),
     ("mlx_lm.tuner.trainer.grad_checkpoint", ["layer"]),
     ("mlx_lm.sample_utils.make_sampler", ["temp", "top_p"]),
+    ("mlx_lm.sample_utils.make_logits_processors", ["repetition_penalty"]),
+    ("mlx_lm.generate.BatchGenerator", ["model", "stop_tokens"]),
+
     ("mlx_lm.generate.generate_step", ["prompt", "model", "max_tokens", "sampler"]),
 ]
 
@@ -51,6 +54,26 @@ def test_generation_step_dataclass_fields():
     needed = {"text", "token", "prompt_tokens", "prompt_tps", "generation_tokens",
               "generation_tps", "peak_memory", "finish_reason"}
     assert needed <= fields, f"GenerationResponse lost {needed - fields}"
+
+
+def test_batch_generator_methods_the_bridge_calls():
+    from mlx_lm.generate import BatchGenerator, GenerationBatch
+
+    for name, params in (("insert", ["prompts", "max_tokens", "samplers", "logits_processors"]),
+                         ("remove", ["uids"]), ("next_generated", []), ("close", [])):
+        found = list(inspect.signature(getattr(BatchGenerator, name)).parameters)
+        assert [p for p in params if p not in found] == [], f"BatchGenerator.{name}{found}"
+    assert hasattr(mx.random, "seed")
+
+    fields = {f.name for f in dataclasses.fields(GenerationBatch.Response)}
+    assert {"uid", "token", "finish_reason"} <= fields, f"GenerationBatch.Response is {fields}"
+
+
+def test_tokenizer_wrapper_streaming_detokenizer():
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
+
+    assert isinstance(TokenizerWrapper.detokenizer, property)
+    assert isinstance(TokenizerWrapper.eos_token_ids, property)
 
 
 def test_lora_config_keys_and_adapter_loading_contract(tmp_path):
