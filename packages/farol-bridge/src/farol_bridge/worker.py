@@ -1,4 +1,4 @@
-"""The generation worker: the main thread, which owns the model and serves the queue of generate jobs.
+"""The generation worker: it runs on the main thread, owns the model and serves generate jobs.
 
 One waiting job runs alone (mlx-lm's `stream_generate`, the fastest path for one answer). When
 more than one is waiting they run together through mlx-lm's batch generation, and jobs that
