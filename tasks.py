@@ -4,7 +4,9 @@ Run `invoke --list` for the list and `invoke --help TASK` for a task's options. 
 to the embedded sample, relative to this file, so the tasks work from any folder of the repo.
 """
 
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ PROCESSED = ROOT / "data" / "processed"
 RUNS = ROOT / "runs"
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
 BIN = Path(sys.executable).parent
+NODE_CLIENT = ROOT / "packages" / "farol-bridge" / "node"
 
 
 @task(help={"out": "Output folder.", "force": "Replace an existing model."})
@@ -110,13 +113,16 @@ def demo(c):
         print(f"  {label:32} {path}")
 
 
-@task(help={"args": "Extra pytest arguments."})
-def test(c, args=""):
-    """Run the test suite (pytest); a run that collects no tests is not a failure."""
+@task(help={"args": "Extra pytest arguments.", "node": "Also run the Node.js client tests."})
+def test(c, args="", node=True):
+    """Run the test suite (pytest), then the Node.js client tests; a run that collects no
+    Python tests is not a failure."""
     status = subprocess.call([sys.executable, "-m", "pytest", *shlex.split(args)], cwd=ROOT)
     if status == 5:
         print("pytest collected no tests")
         status = 0
+    if node:
+        status = node_tests() or status
     sys.exit(status) if status else None
 
 
@@ -124,3 +130,18 @@ def test(c, args=""):
 def lint(c):
     """Check style and common bugs with ruff."""
     c.run(shlex.join([str(BIN / "ruff"), "check", str(ROOT)]))
+
+
+# --- bridge ---
+
+
+def node_tests() -> int:
+    """Run the Node.js client's tests (node --test) against this environment's farol-bridge."""
+    node = shutil.which("node")
+    if node is None:
+        print("node not found: install Node.js >= 18 to run the bridge client tests "
+              "(or pass --no-node)")
+        return 1
+    files = [str(p) for p in sorted((NODE_CLIENT / "test").glob("*.test.js"))]
+    env = {**os.environ, "FAROL_PYTHON": sys.executable}
+    return subprocess.call([node, "--test", *files], cwd=NODE_CLIENT, env=env)

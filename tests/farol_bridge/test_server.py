@@ -104,3 +104,10 @@ def test_random_lines_never_kill_the_process(server):
     answered = 1 + sum(1 for line in junk if line.strip()) + 1  # ready, one per line, "end"
     server.wait_for(lambda _: len(server.lines) >= answered, timeout=60)
     assert server.proc.poll() is None
+
+
+def test_sigterm_when_idle_exits_0(server):
+    server.send({"id": 1, "op": "ping"})
+    server.final(1)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(30) == 0

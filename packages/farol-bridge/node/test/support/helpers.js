@@ -9,9 +9,12 @@ const venvPython = path.join(ROOT, '.venv', 'bin', 'python');
 const PYTHON = process.env.FAROL_PYTHON || (fs.existsSync(venvPython) ? venvPython : 'python3');
 const BRIDGE = path.join(path.dirname(PYTHON), 'farol-bridge');
 
-let model = process.env.FAROL_TEST_MODEL || null;
+const EMBEDDED = path.join(ROOT, 'models', 'tiny-mistral-4bit');
+let model = process.env.FAROL_TEST_MODEL
+  || (fs.existsSync(path.join(EMBEDDED, 'config.json')) ? EMBEDDED : null);
 
-/** A 4-bit tiny model folder: FAROL_TEST_MODEL, or a fresh one made by make-tiny-model.py. */
+/** A 4-bit tiny model: FAROL_TEST_MODEL, models/tiny-mistral-4bit (`invoke demo` makes it), or
+ * a fresh one made by make-tiny-model.py in a temp folder, removed when the tests end. */
 function tinyModel() {
   if (!model) {
     const out = execFileSync(PYTHON, [path.join(__dirname, 'make-tiny-model.py')],
