@@ -140,11 +140,11 @@ def _on_sigterm(action):
 
 def _read(bridge: Bridge, worker: Worker, out: Emitter, stdin, final: list) -> None:
     try:
-        for raw in read_lines(stdin):
-            if raw is not None and not raw.strip():
-                continue
-            if not _route(bridge, worker, out, raw, final):
-                break
+        for lines in read_lines(stdin):
+            with worker.burst():
+                if not all(_route(bridge, worker, out, raw, final) for raw in lines
+                           if raw is None or raw.strip()):
+                    break
     except Exception as e:  # stdin itself failed: end as if at EOF
         print(f"farol-bridge: reading stdin failed: {e}", file=sys.stderr, flush=True)
     finally:
@@ -175,19 +175,19 @@ def _route(bridge: Bridge, worker: Worker, out: Emitter, raw: bytes | None, fina
     return True
 
 
-def read_lines(stream, limit: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
-    """The lines of a binary stream, without newlines; None stands for a line over `limit`
-    bytes, which is skipped without being held in memory."""
+def read_lines(stream, limit: int = MAX_LINE_BYTES) -> Iterator[list[bytes | None]]:
+    """The lines of a binary stream, without newlines, as one list per read; None stands for a
+    line over `limit` bytes, which is skipped without being held in memory."""
     read, buf, skipping = _raw_reader(stream), b"", False
     while chunk := read(1 << 16):
         *lines, buf = (buf + chunk).split(b"\n")
-        for line in lines:
-            yield None if skipping else line
+        if lines:
+            yield [None if skipping and i == 0 else line for i, line in enumerate(lines)]
             skipping = False
         if len(buf) > limit:
             buf, skipping = b"", True
     if buf or skipping:
-        yield None if skipping else buf
+        yield [None if skipping else buf]
 
 
 def _raw_reader(stream):

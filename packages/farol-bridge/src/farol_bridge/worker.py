@@ -5,16 +5,16 @@ more than one is waiting they run together through mlx-lm's batch generation, an
 arrive meanwhile join that batch between decode steps.
 """
 
+import contextlib
 import sys
 import threading
-import time
 from collections import deque
 
 from farol_bridge.engine import Batch, fail_cancelled, run_alone
 from farol_bridge.jobs import Cancelled, Job
 from farol_bridge.protocol import RequestError
 
-GATHER_S = 0.002  # after waking, wait this long so a burst of requests is batched together
+GATHER_S = 0.05  # the longest wait for the reader to finish queueing a burst of requests
 
 
 class Worker:
@@ -27,6 +27,20 @@ class Worker:
         self.active: dict = {}  # id -> Job, queued or running
         self.cond = threading.Condition(threading.RLock())
         self.closing = False
+        self.reading = False  # the reader is queueing the lines of one read
+
+    @contextlib.contextmanager
+    def burst(self):
+        """Queue the lines of one read as one burst: the worker waits for all of them, so
+        requests sent together are batched together."""
+        with self.cond:
+            self.reading = True
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.reading = False
+                self.cond.notify()
 
     def submit(self, job: Job) -> None:
         """Queue a job; RequestError if its id is in flight or the bridge is closing."""
@@ -78,11 +92,10 @@ class Worker:
         with self.cond:
             while block and not self.queue and not self.closing:
                 self.cond.wait()
+            if block:
+                self.cond.wait_for(lambda: not self.reading, timeout=GATHER_S)
             if not self.queue:
                 return None if block else []
-        if block:
-            time.sleep(GATHER_S)
-        with self.cond:
             return self._pop_batchable(alone_ok=block)
 
     def _pop_batchable(self, alone_ok: bool) -> list[Job]:
