@@ -4,7 +4,9 @@ Run `invoke --list` for the list and `invoke --help TASK` for a task's options. 
 to the embedded sample, relative to this file, so the tasks work from any folder of the repo.
 """
 
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,7 @@ PROCESSED = ROOT / "data" / "processed"
 RUNS = ROOT / "runs"
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
 BIN = Path(sys.executable).parent
+NODE_CLIENT = ROOT / "packages" / "farol-bridge" / "node"
 
 
 @task(help={"out": "Output folder.", "force": "Replace an existing model."})
@@ -133,14 +136,17 @@ def demo(c):
         print(f"  {label:32} {path}")
 
 
-@task(help={"args": "Extra pytest arguments."})
+@task(help={"args": "Extra pytest arguments.", "node": "Also run the Node.js client tests."})
 @exit_on_error
-def test(c, args=""):
-    """Run the test suite (pytest); a run that collects no tests is not a failure."""
+def test(c, args="", node=True):
+    """Run the test suite (pytest), then the Node.js client tests; a run that collects no
+    Python tests is not a failure."""
     status = subprocess.call([sys.executable, "-m", "pytest", *shlex.split(args)], cwd=ROOT)
     if status == 5:
         print("pytest collected no tests")
         status = 0
+    if node:
+        status = node_tests() or status
     sys.exit(status) if status else None
 
 
@@ -201,6 +207,21 @@ def fuse(c, run="demo", model=str(TINY_4BIT), out=None, gguf=False, dequantize=F
     folder = run_fuse(model, RUNS / run, out, dequantize=dequantize,
                       gguf="model.gguf" if gguf else None, force=True)
     print(f"fused model: {folder}" + (f"; GGUF: {folder / 'model.gguf'}" if gguf else ""))
+
+
+# --- bridge ---
+
+
+def node_tests() -> int:
+    """Run the Node.js client's tests (node --test) against this environment's farol-bridge."""
+    node = shutil.which("node")
+    if node is None:
+        print("node not found: install Node.js >= 18 to run the bridge client tests "
+              "(or pass --no-node)")
+        return 1
+    files = [str(p) for p in sorted((NODE_CLIENT / "test").glob("*.test.js"))]
+    env = {**os.environ, "FAROL_PYTHON": sys.executable}
+    return subprocess.call([node, "--test", *files], cwd=NODE_CLIENT, env=env)
 
 
 def _int(value) -> int | None:

@@ -27,6 +27,9 @@ CALLS = [
                                         "completion_batch_size"]),
     ("mlx_lm.tuner.trainer.grad_checkpoint", ["layer"]),
     ("mlx_lm.sample_utils.make_sampler", ["temp", "top_p"]),
+    ("mlx_lm.sample_utils.make_logits_processors", ["repetition_penalty"]),
+    ("mlx_lm.generate.BatchGenerator", ["model", "stop_tokens"]),
+
     ("mlx_lm.generate.generate_step", ["prompt", "model", "max_tokens", "sampler"]),
     # farol-train: fuse, GGUF export, the memory measurement, and mlx-lm's trainer (tests)
     ("mlx_lm.utils.load", ["path_or_hf_repo", "adapter_path", "return_config"]),
@@ -71,6 +74,26 @@ def test_batch_response_fields():
     from mlx_lm.generate import BatchResponse
 
     assert "texts" in {f.name for f in dataclasses.fields(BatchResponse)}
+
+
+def test_batch_generator_methods_the_bridge_calls():
+    from mlx_lm.generate import BatchGenerator, GenerationBatch
+
+    for name, params in (("insert", ["prompts", "max_tokens", "samplers", "logits_processors"]),
+                         ("remove", ["uids"]), ("next_generated", []), ("close", [])):
+        found = list(inspect.signature(getattr(BatchGenerator, name)).parameters)
+        assert [p for p in params if p not in found] == [], f"BatchGenerator.{name}{found}"
+    assert hasattr(mx.random, "seed")
+
+    fields = {f.name for f in dataclasses.fields(GenerationBatch.Response)}
+    assert {"uid", "token", "finish_reason"} <= fields, f"GenerationBatch.Response is {fields}"
+
+
+def test_tokenizer_wrapper_streaming_detokenizer():
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
+
+    assert isinstance(TokenizerWrapper.detokenizer, property)
+    assert isinstance(TokenizerWrapper.eos_token_ids, property)
 
 
 def test_lora_config_keys_and_adapter_loading_contract(tmp_path):

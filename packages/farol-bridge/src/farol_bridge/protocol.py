@@ -1,8 +1,20 @@
-"""The bridge's wire format: one JSON object per line each way, version 1."""
+"""The bridge's wire format, version 1: one JSON object per line each way.
+
+Both directions are described by JSON Schemas shipped in `farol_bridge/schemas/`; requests are
+checked against theirs with jsonschema, and the tests check every reply against the other.
+"""
+
+import json
+from functools import cache
+from importlib import resources
+
+import jsonschema
 
 VERSION = 1
-OPS = ("generate", "ping", "info", "shutdown")
-ERROR_CODES = ("bad_json", "bad_request", "unknown_op", "too_long", "internal")
+OPS = ("generate", "ping", "info", "cancel", "shutdown")
+ERROR_CODES = ("bad_json", "bad_request", "unknown_op", "too_long", "duplicate_id", "cancelled",
+               "shutting_down", "internal")
+MAX_LINE_BYTES = 1 << 20
 
 
 class RequestError(Exception):
@@ -11,6 +23,75 @@ class RequestError(Exception):
     def __init__(self, code: str, message: str, request_id=None):
         super().__init__(message)
         self.code, self.message, self.request_id = code, message, request_id
+
+
+@cache
+def schema(name: str) -> dict:
+    """The shipped schema "request" or "response"."""
+    text = resources.files("farol_bridge.schemas").joinpath(f"{name}.schema.json").read_text()
+    return json.loads(text)
+
+
+@cache
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema(name))
+
+
+def parse_request(line: str | bytes) -> dict:
+    """The request on one input line, or RequestError saying what is wrong with it."""
+    if isinstance(line, bytes):
+        if len(line) > MAX_LINE_BYTES:
+            raise RequestError("too_long", f"line longer than {MAX_LINE_BYTES} bytes")
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError("bad_json", "line is not valid UTF-8") from None
+    try:
+        request = json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as e:
+        raise RequestError("bad_json", f"not valid JSON: {getattr(e, 'msg', e)}") from None
+    if not isinstance(request, dict):
+        raise RequestError("bad_request", "a request must be a JSON object")
+    check_request(request)
+    return request
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def check_request(request: dict) -> None:
+    """Raise RequestError unless `request` matches the request schema."""
+    rid = request.get("id")
+    rid = rid if _valid_id(rid) else None
+    op = request.get("op")
+    if isinstance(op, str) and op not in OPS:
+        raise RequestError("unknown_op", f"unknown op {op[:40]!r}; expected one of {OPS}", rid)
+    problem = jsonschema.exceptions.best_match(_validator("request").iter_errors(request))
+    if problem is not None:
+        where = "/".join(str(p) for p in problem.absolute_path) or "request"
+        raise RequestError("bad_request", f"{where}: {_short(problem.message)}", rid)
+
+
+def _valid_id(rid) -> bool:
+    return (isinstance(rid, str) and len(rid) <= 200) or (
+        isinstance(rid, int | float) and not isinstance(rid, bool))
+
+
+def _short(message: str, limit: int = 300) -> str:
+    return message if len(message) <= limit else message[:limit] + "..."
+
+
+def check_reply(reply: dict) -> None:
+    """Raise jsonschema.ValidationError unless `reply` is a valid output line (for tests)."""
+    _validator("response").validate(reply)
 
 
 def error(request_id, code: str, message: str) -> dict:
@@ -26,28 +107,6 @@ def ok(request_id, **fields) -> dict:
     return {"v": VERSION, "id": request_id, "status": "ok", **fields}
 
 
-def check_generate(request: dict) -> None:
-    """Raise RequestError(bad_request) unless `request` is a well-formed generate request."""
-    rid = request.get("id")
-    has_prompt, has_messages = "prompt" in request, "messages" in request
-    if has_prompt == has_messages:
-        raise RequestError("bad_request", "give exactly one of 'prompt' or 'messages'", rid)
-    if has_prompt and (not isinstance(request["prompt"], str) or not request["prompt"].strip()):
-        raise RequestError("bad_request", "'prompt' must be a non-empty string", rid)
-    if has_messages and not _valid_messages(request["messages"]):
-        raise RequestError("bad_request",
-                           "'messages' must be a list of {role, content} with a user turn", rid)
-    for key, kind in (("max_tokens", int), ("temperature", (int, float)), ("top_p", (int, float))):
-        if key in request and (not isinstance(request[key], kind) or isinstance(request[key], bool)
-                               or request[key] < 0):
-            raise RequestError("bad_request", f"'{key}' must be a non-negative number", rid)
-    stop = request.get("stop", [])
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise RequestError("bad_request", "'stop' must be a list of strings", rid)
-
-
-def _valid_messages(messages) -> bool:
-    return (isinstance(messages, list) and bool(messages)
-            and all(isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
-                    and isinstance(m.get("content"), str) for m in messages)
-            and any(m["role"] == "user" for m in messages))
+def token(request_id, text: str) -> dict:
+    """A streamed piece of an answer."""
+    return {"v": VERSION, "id": request_id, "event": "token", "text": text}

@@ -1,118 +1,202 @@
-"""The long-lived bridge: the model loads once, then every stdin line gets one stdout line.
+"""The long-lived bridge: the model loads once, then it answers JSON Lines on stdin/stdout.
 
+A reader thread parses and checks each line and answers ping, info, cancel and bad input at
+once; generate requests go to the generation worker (worker.py), so several can be in flight.
 stdout carries protocol lines only; logs, and anything a library prints, go to stderr.
 """
 
 import contextlib
+import io
 import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
+from importlib import metadata
 from typing import IO
 
 from farol_core import device
 from farol_core.config import load_config
-from farol_core.generate import complete, prompt_tokens
+from farol_core.generate import prompt_tokens
 from farol_core.model import load_model
 
 from farol_bridge import protocol
-from farol_bridge.protocol import RequestError
+from farol_bridge.engine import run_alone
+from farol_bridge.jobs import Job
+from farol_bridge.protocol import MAX_LINE_BYTES, RequestError
+from farol_bridge.worker import Worker
 
-MAX_LINE_BYTES = 1 << 20
+SAMPLING = ("temperature", "top_p", "repetition_penalty", "stop", "seed", "stream")
 
 
 class Bridge:
-    """A loaded model and the limits that guard it; `handle` answers one request line."""
+    """A loaded model and the limits that guard it."""
 
     def __init__(self, model: str, adapter: str | None = None, **limits):
         self.limits = load_config("bridge", None, limits)
-        self.model_path, self.adapter_path = model, adapter
+        self.model_path, self.adapter_path = str(model), adapter and str(adapter)
         self.model, self.tokenizer = load_model(model, adapter)
 
     def ready(self) -> dict:
+        """The line that tells the client the model is loaded."""
         return {"v": protocol.VERSION, "event": "ready", "model": self.model_path,
-                "adapter": self.adapter_path}
+                "adapter": self.adapter_path, "pid": os.getpid()}
+
+    def info(self, rid) -> dict:
+        """The `info` reply: model, adapter, versions, device and limits."""
+        versions = {**device.versions(), "farol_bridge": _version(), "protocol": protocol.VERSION}
+        return protocol.ok(rid, response="info", model=self.model_path,
+                           adapter=self.adapter_path, versions=versions, device=device.facts(),
+                           limits={**self.limits, "max_line_bytes": MAX_LINE_BYTES})
+
+    def job(self, request: dict, emit) -> Job:
+        """A checked generate request as a Job: prompt tokenized, length and max_tokens capped."""
+        rid, lim = request["id"], self.limits
+        source = request.get("prompt", request.get("messages"))
+        tokens = prompt_tokens(self.tokenizer, source, lim["system_prompt"])
+        if len(tokens) > lim["max_prompt_tokens"]:
+            raise RequestError("too_long", f"prompt has {len(tokens)} tokens; the limit is "
+                               f"{lim['max_prompt_tokens']}", rid)
+        max_tokens = min(request.get("max_tokens", lim["max_tokens"]), lim["max_tokens_cap"])
+        options = {k: request[k] for k in SAMPLING if k in request}
+        options.setdefault("temperature", lim["temperature"])
+        options.setdefault("top_p", lim["top_p"])
+        return Job(id=rid, tokens=tokens, max_tokens=max_tokens, emit=emit, **options)
 
     def handle(self, line: str | bytes) -> tuple[dict, bool]:
-        """(reply, keep serving) for one raw input line; never raises."""
+        """(final reply, keep serving) for one line, generating in this thread; never raises.
+
+        Streamed token lines are dropped here; `serve` is the full server."""
         try:
-            request = _parse(line)
-            return self._dispatch(request), request.get("op") != "shutdown"
+            request = protocol.parse_request(line)
+            rid, op = request["id"], request["op"]
+            if op == "generate":
+                return run_alone(self.model, self.tokenizer, self.job(request, _drop)), True
+            if op == "cancel":
+                return protocol.ok(rid, response="not_running"), True
+            return self.answer(request), op != "shutdown"
         except RequestError as e:
             return protocol.error(e.request_id, e.code, e.message), True
         except Exception as e:  # the bridge must outlive any single request
             return protocol.error(None, "internal", f"{type(e).__name__}: {e}"), True
 
-    def _dispatch(self, request: dict) -> dict:
-        rid, op = request.get("id"), request.get("op")
-        if op == "ping":
-            return protocol.ok(rid, response="pong")
+    def answer(self, request: dict) -> dict:
+        """The reply to ping, info or shutdown."""
+        rid, op = request["id"], request["op"]
         if op == "info":
-            return protocol.ok(rid, model=self.model_path, adapter=self.adapter_path,
-                               limits=self.limits, device=device.facts())
-        if op == "shutdown":
-            return protocol.ok(rid, response="bye")
-        if op == "generate":
-            return self._generate(request)
-        raise RequestError("unknown_op", f"unknown op {op!r}; expected one of {protocol.OPS}", rid)
-
-    def _generate(self, request: dict) -> dict:
-        protocol.check_generate(request)
-        rid, lim = request.get("id"), self.limits
-        source = request.get("prompt", request.get("messages"))
-        n_prompt = len(prompt_tokens(self.tokenizer, source, lim["system_prompt"]))
-        if n_prompt > lim["max_prompt_tokens"]:
-            raise RequestError("too_long", f"prompt has {n_prompt} tokens; the limit is "
-                               f"{lim['max_prompt_tokens']}", rid)
-        max_tokens = min(request.get("max_tokens", lim["max_tokens"]), lim["max_tokens_cap"])
-        done = complete(self.model, self.tokenizer, source, max_tokens=max(max_tokens, 1),
-                        temperature=request.get("temperature", lim["temperature"]),
-                        top_p=request.get("top_p", lim["top_p"]), stop=request.get("stop", []),
-                        system=lim["system_prompt"])
-        return protocol.ok(
-            rid, response=done.text, finish_reason=done.finish_reason,
-            usage={"prompt_tokens": done.prompt_tokens,
-                   "completion_tokens": done.completion_tokens},
-            timing={"prompt_tps": done.prompt_tps, "generation_tps": done.generation_tps,
-                    "seconds": done.seconds},
-        )
+            return self.info(rid)
+        return protocol.ok(rid, response="pong" if op == "ping" else "bye")
 
 
-def _parse(line: str | bytes) -> dict:
-    if isinstance(line, bytes):
-        if len(line) > MAX_LINE_BYTES:
-            raise RequestError("too_long", f"line longer than {MAX_LINE_BYTES} bytes")
-        try:
-            line = line.decode("utf-8")
-        except UnicodeDecodeError:
-            raise RequestError("bad_json", "line is not UTF-8") from None
-    try:
-        request = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise RequestError("bad_json", f"not valid JSON: {e.msg}") from None
-    if not isinstance(request, dict):
-        raise RequestError("bad_request", "a request must be a JSON object")
-    rid = request.get("id")
-    if rid is not None and (isinstance(rid, bool) or not isinstance(rid, str | int | float)):
-        raise RequestError("bad_request", "'id' must be a string or a number")
-    return request
+def _version() -> str:
+    for dist in ("farol-bridge", "farol-workspace"):  # alone, or inside the workspace install
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            return metadata.version(dist)
+    return "unknown"
+
+
+def _drop(_line: dict) -> None:
+    pass
+
+
+class Emitter:
+    """Writes whole protocol lines to stdout, one thread at a time."""
+
+    def __init__(self, stdout: IO[str]):
+        self.stdout, self.lock = stdout, threading.Lock()
+
+    def __call__(self, obj: dict) -> None:
+        line = json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n"
+        with self.lock, contextlib.suppress(OSError, ValueError):  # the client went away
+            self.stdout.write(line)
+            self.stdout.flush()
 
 
 def serve(bridge: Bridge, stdin: IO[bytes], stdout: IO[str]) -> int:
-    """Answer stdin line by line until EOF or `shutdown`; returns the exit status."""
-    _emit(stdout, bridge.ready())
-    for raw in stdin:
-        if not raw.strip():
-            continue
-        reply, keep_going = bridge.handle(raw.rstrip(b"\r\n") if isinstance(raw, bytes) else raw)
-        _emit(stdout, reply)
-        if not keep_going:
-            break
+    """Answer stdin until EOF or `shutdown` (after finishing current work) or SIGTERM (after
+    cancelling it); returns the exit status, 0."""
+    out = Emitter(stdout)
+    worker = Worker(bridge.model, bridge.tokenizer)
+    restore = _on_sigterm(lambda: worker.abort("the bridge received SIGTERM"))
+    out(bridge.ready())
+    final: list[dict] = []
+    threading.Thread(target=_read, args=(bridge, worker, out, stdin, final), daemon=True,
+                     name="farol-read").start()
+    worker.run()  # MLX work stays on this thread; only the reader is a second thread
+    for reply in final:
+        out(reply)
+    restore()
     return 0
 
 
-def _emit(stdout: IO[str], obj: dict) -> None:
-    stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    stdout.flush()
+def _on_sigterm(action):
+    """Run `action` on SIGTERM (main thread only); returns a function that undoes it."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, lambda *_: action())
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _read(bridge: Bridge, worker: Worker, out: Emitter, stdin, final: list) -> None:
+    try:
+        for lines in read_lines(stdin):
+            with worker.burst():
+                if not all(_route(bridge, worker, out, raw, final) for raw in lines
+                           if raw is None or raw.strip()):
+                    break
+    except Exception as e:  # stdin itself failed: end as if at EOF
+        print(f"farol-bridge: reading stdin failed: {e}", file=sys.stderr, flush=True)
+    finally:
+        worker.close()
+
+
+def _route(bridge: Bridge, worker: Worker, out: Emitter, raw: bytes | None, final: list) -> bool:
+    """Answer or queue one line; False after `shutdown`."""
+    try:
+        if raw is None:
+            raise RequestError("too_long", f"line longer than {MAX_LINE_BYTES} bytes")
+        request = protocol.parse_request(raw.rstrip(b"\r"))
+        rid, op = request["id"], request["op"]
+        if op == "generate":
+            worker.submit(bridge.job(request, out))
+        elif op == "cancel":
+            found = worker.cancel(request["target"])
+            out(protocol.ok(rid, response="cancelling" if found else "not_running"))
+        elif op == "shutdown":
+            final.append(bridge.answer(request))
+            return False
+        else:
+            out(bridge.answer(request))
+    except RequestError as e:
+        out(protocol.error(e.request_id, e.code, e.message))
+    except Exception as e:  # the bridge must outlive any single request
+        out(protocol.error(None, "internal", f"{type(e).__name__}: {e}"))
+    return True
+
+
+def read_lines(stream, limit: int = MAX_LINE_BYTES) -> Iterator[list[bytes | None]]:
+    """The lines of a binary stream, without newlines, as one list per read; None stands for a
+    line over `limit` bytes, which is skipped without being held in memory."""
+    read, buf, skipping = _raw_reader(stream), b"", False
+    while chunk := read(1 << 16):
+        *lines, buf = (buf + chunk).split(b"\n")
+        if lines:
+            yield [None if skipping and i == 0 else line for i, line in enumerate(lines)]
+            skipping = False
+        if len(buf) > limit:
+            buf, skipping = b"", True
+    if buf or skipping:
+        yield [None if skipping else buf]
+
+
+def _raw_reader(stream):
+    # os.read on the descriptor: no buffered-reader lock for a daemon thread to hold at exit.
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return getattr(stream, "read1", stream.read)
+    return lambda n: os.read(fd, n)
 
 
 @contextlib.contextmanager

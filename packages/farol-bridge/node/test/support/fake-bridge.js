@@ -1,0 +1,28 @@
+'use strict';
+// A misbehaving stand-in for farol-bridge. Mode (argv[2]):
+//   noisy  - garbage and non-protocol lines around correct replies
+//   crash  - ready, then on the first request writes to stderr and exits with code 3
+const readline = require('node:readline');
+
+const mode = process.argv[2];
+const out = (s) => process.stdout.write(`${s}\n`);
+
+out('Loading model... (a stray print)');
+out('[1, 2, 3]');
+out('{"broken": ');
+out(JSON.stringify({ v: 1, event: 'ready', model: 'fake', adapter: null, pid: process.pid }));
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  const req = JSON.parse(line);
+  if (mode === 'crash') {
+    process.stderr.write('Traceback (most recent call last):\nMemoryError: out of memory\n');
+    process.exit(3);
+  }
+  if (req.op === 'shutdown') process.exit(0);
+  out('not json at all');
+  out(JSON.stringify({ v: 1, id: 'nobody-asked', status: 'ok', response: 'stray' }));
+  out('null');
+  out(JSON.stringify({ v: 1, id: req.id, event: 'token', text: 'eco: ' }));
+  out(JSON.stringify({ v: 1, id: req.id, status: 'ok', response: `eco: ${req.prompt}`,
+    finish_reason: 'stop', usage: { prompt_tokens: 1, completion_tokens: 1 },
+    timing: { prompt_tps: 1, generation_tps: 1, seconds: 0 } }));
+});
