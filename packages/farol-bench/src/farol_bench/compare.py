@@ -85,3 +85,17 @@ def _num(v: float | None) -> str:
     if v is None:
         return "-"
     return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def verdict_line(rows: list[Row], old: dict, new: dict, threshold: float) -> str:
+    """One sentence: regressions or none, and whether noise makes the verdict unsafe."""
+    bad, noisy = regressions(rows), [r for r in rows if r.unsafe]
+    head = (f"{len(bad)} of {len(rows)} figures worse by more than {threshold:.0%}: "
+            + ", ".join(r.key for r in bad) if bad
+            else f"no figure worse by more than {threshold:.0%}")
+    if noisy:
+        head += (f"; unsafe for {len(noisy)} figure(s) whose min-max spread exceeds the threshold"
+                 " (rerun with more rounds or on a quiet machine)")
+    versions = (f"mlx {old['versions']['mlx']} -> {new['versions']['mlx']}, mlx-lm "
+                f"{old['versions']['mlx_lm']} -> {new['versions']['mlx_lm']}")
+    return f"{head} ({versions})"

@@ -113,3 +113,25 @@ def same_device(a: dict, b: dict) -> bool:
     """Whether two runs are comparable: same backend, device, shape and model."""
     return (a["device"]["backend"], a["device"]["name"], a["shape"], a["model"].get("name")) == (
         b["device"]["backend"], b["device"]["name"], b["shape"], b["model"].get("name"))
+
+
+def newest(folder: str | Path, schema: dict) -> tuple[Path, dict]:
+    """The newest results file in `folder`, loaded."""
+    found = find(folder)
+    if not found:
+        raise FarolError(f"No results in {folder}", hint="run `invoke bench` first")
+    return found[-1], load(found[-1], schema)
+
+
+def baseline_for(new: dict, new_path: Path, folders: list[Path], schema: dict) -> tuple[Path, dict]:
+    """The most recent earlier run on the same device, shape and model, searched in `folders`."""
+    for folder in folders:
+        for path in reversed(find(folder)):
+            if path.resolve() == new_path.resolve():
+                continue
+            doc = load(path, schema)
+            if same_device(doc, new) and doc["created"] <= new["created"]:
+                return path, doc
+    raise FarolError(f"No earlier run on {new['device']['name']} ({new['device']['backend']}) "
+                     f"with shape {new['shape']} to compare with",
+                     hint="run `invoke bench` twice, or pass --baseline FILE")
