@@ -79,7 +79,7 @@ def validate(doc: dict, schema: dict) -> None:
         jsonschema.validate(doc, schema)
     except jsonschema.ValidationError as e:
         where = "/".join(str(p) for p in e.absolute_path) or "(top)"
-        raise FarolError(f"results file does not match the schema at {where}: {e.message}") from None
+        raise FarolError(f"results do not match the schema at {where}: {e.message}") from None
 
 
 def load(path: str | Path, schema: dict) -> dict:

@@ -1,0 +1,35 @@
+"""The tokens/s plot, and how the upgrade guard pins its throwaway venv."""
+
+from pathlib import Path
+
+from farol_bench.plot import plot, series
+from farol_bench.upgrade import constraints, requirements
+
+from tests.farol_bench.conftest import fig, run_doc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_plot_draws_tokens_per_second_per_mlx_version(tmp_path):
+    docs = [run_doc({"test_decode decode_tokens_per_s": fig(20.0, 19.0, 21.0),
+                     "test_decode peak_memory_gb": fig(4.0, unit="GB", better="lower")},
+                    created="2026-11-20T00:00:00Z", mlx="0.31.2"),
+            run_doc({"test_decode decode_tokens_per_s": fig(22.0)}, mlx="0.32.4")]
+    data = series(docs)
+    assert list(data) == ["Apple M1 tiny: test_decode decode_tokens_per_s"]
+    assert [p[4] for p in data["Apple M1 tiny: test_decode decode_tokens_per_s"]] == [
+        "0.31.2", "0.32.4"]
+    out = plot(docs, tmp_path / "plot.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_throwaway_venv_gets_the_asked_versions_and_everything_else_as_pinned():
+    reqs = requirements(ROOT, "0.31.2", "0.31.3")
+    assert "mlx-lm==0.31.3" in reqs
+    assert any(r.startswith("mlx") and r.endswith("==0.31.2") for r in reqs)
+    assert not any("0.32" in r for r in reqs), "the project's mlx pins must be overridden"
+    assert "pytest-benchmark>=4" in reqs and "click>=8.1,<9" in reqs
+    pins = constraints().splitlines()
+    names = {p.split("==")[0].lower() for p in pins}
+    assert "numpy" in names and "jsonschema" in names
+    assert not names & {"mlx", "mlx-lm", "mlx-cpu", "farol-workspace"}
