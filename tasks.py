@@ -204,6 +204,6 @@ def check_upgrade(c, mlx, mlx_lm, threshold=0.10, rounds=3, tests="benchmarks", 
 
     out = upgrade.check_upgrade(ROOT, mlx, mlx_lm, float(threshold), tests, int(rounds), keep)
     if out.rows:
-        print(compare.table(out.rows, *out.labels))
+        print(compare.table(out.rows, *out.labels) + "\n\n" + out.summary)
     print("\n".join(["", f"verdict: {out.verdict}", *out.reasons]))
     sys.exit(0 if out.verdict == "safe to upgrade" else 1)

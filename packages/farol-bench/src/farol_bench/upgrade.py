@@ -29,6 +29,7 @@ class Outcome:
     reasons: list[str] = field(default_factory=list)
     rows: list[compare.Row] = field(default_factory=list)
     labels: tuple[str, str] = ("here", "there")
+    summary: str = ""  # regressions and noise in one sentence
 
 
 def requirements(root: Path, mlx: str, mlx_lm: str) -> list[str]:
@@ -118,13 +119,14 @@ def _check(root, work, mlx, mlx_lm, threshold, tests, rounds, log) -> Outcome:
     except UpgradeBroken as e:
         return Outcome("broken", [str(e)])
     rows = compare.compare(here, there, threshold)
-    labels = (_label(here), _label(there))
+    labels, summary = (_label(here), _label(there)), compare.verdict_line(rows, here, there,
+                                                                           threshold)
     slow = compare.regressions(rows)
     if slow:
         return Outcome("slower", [f"{r.key}: {r.worse:.0%} worse" + (" (noisy)" if r.unsafe
                                                                       else "") for r in slow],
-                       rows, labels)
-    return Outcome("safe to upgrade", [], rows, labels)
+                       rows, labels, summary)
+    return Outcome("safe to upgrade", [], rows, labels, summary)
 
 
 def _label(doc: dict) -> str:
