@@ -29,6 +29,7 @@ def pytest_addoption(parser):
     group.addoption("--shape", choices=models.SHAPES, default="tiny", help="model shape")
     group.addoption("--model", default=None, help="benchmark this model folder instead")
     group.addoption("--bench-rounds", type=int, default=5, help="timed repeats per benchmark")
+    group.addoption("--bench-warmup", type=int, default=1, help="untimed rounds before them")
     group.addoption("--prompt-lengths", default="512,2048", help="prefill prompt lengths")
     group.addoption("--decode-tokens", type=int, default=128, help="tokens generated in decode")
     group.addoption("--decode-context", type=int, default=512, help="prompt before decoding")
@@ -67,7 +68,8 @@ class Settings:
 def _settings(config) -> Settings:
     enabled = config.getoption("benchmark_enable") or not config.getoption("benchmark_disable")
     bandwidth = config.getoption("bandwidth")
-    return Settings(enabled, config.getoption("bench_rounds") if enabled else 1, int(enabled),
+    warmup = config.getoption("bench_warmup") if enabled else 0
+    return Settings(enabled, config.getoption("bench_rounds") if enabled else 1, warmup,
                     [int(n) for n in config.getoption("prompt_lengths").split(",")],
                     config.getoption("decode_tokens"), config.getoption("decode_context"),
                     bandwidth * 1e9 if bandwidth else None)

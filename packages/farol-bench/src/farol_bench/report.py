@@ -24,16 +24,20 @@ def bound_lines(doc: dict) -> list[str]:
         if decode is None or not bytes_per_token:
             continue
         head = (f"{bench['name']}: {decode['median']:.4g} tokens/s; weights read per token "
-                f"{bytes_per_token / 1e9:.4g} GB")
+                f"{_bytes(bytes_per_token)}")
         if bandwidth:
             bound = bandwidth / bytes_per_token
-            out.append(f"{head}; bound {bandwidth / 1e9:.4g} GB/s / {bytes_per_token / 1e9:.4g}"
-                       f" GB = {bound:.4g} tokens/s; decode at {decode['median'] / bound:.1%}"
+            out.append(f"{head}; bound {bandwidth / 1e9:.4g} GB/s / {_bytes(bytes_per_token)}"
+                       f" = {bound:.4g} tokens/s; decode at {decode['median'] / bound:.1%}"
                        " of the bound")
         else:
             out.append(f"{head}; memory bandwidth of '{doc['device']['name']}' unknown, so no "
                        "bound (pass --bandwidth GB/s)")
     return out
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n / 1e6:.3g} MB"
 
 
 def _num(v: float) -> str:

@@ -6,6 +6,7 @@ installed here (a pip constraints file from `pip freeze`), and the workspace pac
 there, then the tiny benchmarks there and here, and compares them figure by figure.
 """
 
+import os
 import re
 import shutil
 import subprocess
@@ -67,7 +68,8 @@ def make_venv(root: Path, venv: Path, mlx: str, mlx_lm: str, log: Callable) -> P
 def api_failures(root: Path, python: Path) -> list[str]:
     """The failing API-compatibility checks under `python` (empty when all pass)."""
     proc = subprocess.run([str(python), "-m", "pytest", "tests/test_mlx_api.py", "-q", "-rfE",
-                           "-p", "no:cacheprovider"], cwd=root, capture_output=True, text=True)
+                           "-p", "no:cacheprovider"], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "1000"})  # untruncated messages
     if proc.returncode == 0:
         return []
     failed = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
