@@ -14,7 +14,8 @@ from farol_bench.compare import figures_by_key  # noqa: E402
 def series(docs: list[dict]) -> dict[str, list[tuple]]:
     """`"<device> <shape>: <figure>"` -> [(time, median, min, max, mlx version)], oldest first."""
     out: dict[str, list[tuple]] = {}
-    for doc in sorted(docs, key=lambda d: d["created"]):
+    unique = {(d["created"], d["host"], d["shape"]): d for d in docs}  # a baseline is a copy
+    for doc in sorted(unique.values(), key=lambda d: d["created"]):
         when = datetime.strptime(doc["created"], "%Y-%m-%dT%H:%M:%SZ")
         for key, fig in figures_by_key(doc).items():
             if fig["unit"].endswith("tokens/s"):
