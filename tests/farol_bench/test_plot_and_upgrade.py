@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from farol_bench.plot import plot, series
-from farol_bench.upgrade import constraints, requirements
+from farol_bench.upgrade import constraints, judge, requirements
 
 from tests.farol_bench.conftest import fig, run_doc
 
@@ -33,3 +33,16 @@ def test_the_throwaway_venv_gets_the_asked_versions_and_everything_else_as_pinne
     names = {p.split("==")[0].lower() for p in pins}
     assert "numpy" in names and "jsonschema" in names
     assert not names & {"mlx", "mlx-lm", "mlx-cpu", "farol-workspace"}
+
+
+def test_the_verdict_is_slower_only_past_the_threshold_and_says_when_noise_decides():
+    here = run_doc({"test_decode decode_tokens_per_s": fig(100.0, 99.0, 101.0)})
+    same = run_doc({"test_decode decode_tokens_per_s": fig(95.0, 94.0, 96.0)})
+    assert judge(here, same, 0.10).verdict == "safe to upgrade"
+    slow = run_doc({"test_decode decode_tokens_per_s": fig(80.0, 79.0, 81.0)}, mlx="0.33.0")
+    out = judge(here, slow, 0.10)
+    assert out.verdict == "slower"
+    assert out.reasons == ["test_decode decode_tokens_per_s: 20% worse"]
+    assert out.labels[1] == "mlx 0.33.0 / mlx-lm 0.32.2"
+    noisy = run_doc({"test_decode decode_tokens_per_s": fig(80.0, 40.0, 120.0)})
+    assert judge(here, noisy, 0.10).verdict.startswith("slower (unsafe")

@@ -120,15 +120,22 @@ def _check(root, work, mlx, mlx_lm, threshold, tests, rounds, log) -> Outcome:
         there = run_benchmarks(root, python, work / "there", tests, rounds)
     except UpgradeBroken as e:
         return Outcome("broken", [str(e)])
+    return judge(here, there, threshold)
+
+
+def judge(here: dict, there: dict, threshold: float) -> Outcome:
+    """Slower when a figure there is worse than here past the threshold, else safe."""
     rows = compare.compare(here, there, threshold)
-    labels, summary = (_label(here), _label(there)), compare.verdict_line(rows, here, there,
-                                                                           threshold)
+    labels = (_label(here), _label(there))
+    summary = compare.verdict_line(rows, here, there, threshold)
     slow = compare.regressions(rows)
-    if slow:
-        return Outcome("slower", [f"{r.key}: {r.worse:.0%} worse" + (" (noisy)" if r.unsafe
-                                                                      else "") for r in slow],
-                       rows, labels, summary)
-    return Outcome("safe to upgrade", [], rows, labels, summary)
+    if not slow:
+        return Outcome("safe to upgrade", [], rows, labels, summary)
+    verdict = "slower"
+    if all(r.unsafe for r in slow):
+        verdict += " (unsafe: every slower figure is within its spread; rerun with --rounds)"
+    reasons = [f"{r.key}: {r.worse:.0%} worse" + (" (noisy)" if r.unsafe else "") for r in slow]
+    return Outcome(verdict, reasons, rows, labels, summary)
 
 
 def _label(doc: dict) -> str:
