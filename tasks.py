@@ -157,6 +157,9 @@ BENCH_SCHEMA = BENCH / "results.schema.json"
 @exit_on_error
 def bench(c, shape="tiny", model=None, rounds=5, args=""):
     """Run the benchmarks for real and write benchmarks/results/<time>-<host>-mlx<ver>.json."""
+    from farol_bench.models import check_choice
+
+    check_choice(shape, model)
     cmd = [sys.executable, "-m", "pytest", str(BENCH), "--benchmark-enable", "--shape", shape,
            "--bench-rounds", str(rounds), "-q", *(["--model", model] if model else []),
            *shlex.split(args)]
@@ -171,14 +174,16 @@ def bench_compare(c, baseline=None, threshold=0.10):
     """Compare the newest benchmark run with a baseline; exit 1 when a figure got worse."""
     from farol_bench import compare, results
 
+    threshold = compare.check_threshold(threshold)
     schema = results.load_schema(BENCH_SCHEMA)
     new_path, new = results.newest(BENCH_RESULTS, schema)
     old_path, old = (Path(baseline), results.load(baseline, schema)) if baseline else \
         results.baseline_for(new, new_path, [BENCH_RESULTS, BENCH / "baselines"], schema)
-    rows = compare.compare(old, new, float(threshold))
+    results.check_comparable(old, new)
+    rows = compare.compare(old, new, threshold)
     print(f"old: {old_path}\nnew: {new_path}\n")
     print(compare.table(rows))
-    print("\n" + compare.verdict_line(rows, old, new, float(threshold)))
+    print("\n" + compare.verdict_line(rows, old, new, threshold))
     sys.exit(1 if compare.regressions(rows) else 0)
 
 
@@ -202,7 +207,8 @@ def check_upgrade(c, mlx, mlx_lm, threshold=0.10, rounds=3, tests="benchmarks", 
     """Try mlx/mlx-lm versions in a throwaway venv: API tests, tiny benchmarks, a verdict."""
     from farol_bench import compare, upgrade
 
-    out = upgrade.check_upgrade(ROOT, mlx, mlx_lm, float(threshold), tests, int(rounds), keep)
+    out = upgrade.check_upgrade(ROOT, mlx, mlx_lm, compare.check_threshold(threshold), tests,
+                                int(rounds), keep)
     if out.rows:
         print(compare.table(out.rows, *out.labels) + "\n\n" + out.summary)
     print("\n".join(["", f"verdict: {out.verdict}", *out.reasons]))

@@ -1,6 +1,8 @@
 """Compare: regressions past the threshold in either direction, and noise made visible."""
 
-from farol_bench.compare import compare, regressions, table, verdict_line
+import pytest
+from farol_bench.compare import check_threshold, compare, regressions, table, verdict_line
+from farol_core.errors import FarolError
 
 from tests.farol_bench.conftest import fig, run_doc
 
@@ -40,3 +42,10 @@ def test_table_prints_old_new_and_ratio():
     line = text.splitlines()[2].split()
     assert line[:5] == ["decode", "tps", "tokens/s", "100", "80"]
     assert line[5] == "0.800" and "regression" in line
+
+
+def test_a_threshold_outside_0_to_1_is_refused():
+    assert check_threshold("0.05") == 0.05
+    for bad in ("2", "0", "fast", None):
+        with pytest.raises(FarolError, match="threshold must be a fraction"):
+            check_threshold(bad)

@@ -59,3 +59,16 @@ def test_the_committed_baseline_is_valid(schema):
         doc = results.load(path, schema)
         assert json.loads(path.read_text())["benchmarks"], path
         assert doc["shape"] == "tiny"
+
+
+def test_runs_of_different_devices_or_shapes_are_not_compared(tmp_path):
+    from farol_bench.models import check_choice
+
+    mac = run_doc({"d tps": fig(1.0)})
+    results.check_comparable(mac, run_doc({"d tps": fig(2.0)}))
+    with pytest.raises(FarolError, match="baseline ran on Apple M1 .metal., tiny"):
+        results.check_comparable(mac, run_doc({"d tps": fig(1.0)}, shape="mistral-7b"))
+    with pytest.raises(FarolError, match="unknown shape 'big'"):
+        check_choice("big", None)
+    with pytest.raises(FarolError, match="Model not found"):
+        check_choice("tiny", str(tmp_path / "none"))

@@ -8,6 +8,8 @@ by more than the change being judged.
 
 from dataclasses import dataclass
 
+from farol_core.errors import FarolError
+
 
 @dataclass
 class Row:
@@ -35,6 +37,18 @@ def compare(old: dict, new: dict, threshold: float = 0.10) -> list[Row]:
     a, b = figures_by_key(old), figures_by_key(new)
     keys = list(b) + [k for k in a if k not in b]
     return [_row(k, a.get(k), b.get(k), threshold) for k in keys]
+
+
+def check_threshold(value) -> float:
+    """The threshold as a fraction in (0, 1), or a FarolError."""
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = -1.0
+    if not 0 < threshold < 1:
+        raise FarolError(f"threshold must be a fraction between 0 and 1, got {value!r}",
+                         hint="--threshold 0.10 tolerates a 10% slowdown")
+    return threshold
 
 
 def regressions(rows: list[Row]) -> list[Row]:

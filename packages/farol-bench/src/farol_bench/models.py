@@ -5,12 +5,21 @@ from pathlib import Path
 
 import mlx.core as mx
 from farol_core.device import backend
-from farol_core.model import load_model, model_facts
+from farol_core.errors import FarolError
+from farol_core.model import check_model_dir, load_model, model_facts
 from farol_core.shapes import MISTRAL_7B, MISTRAL_7B_VOCAB, build_quantized, parameter_bytes
 
 from farol_bench.bandwidth import weight_bytes_per_token
 
 SHAPES = ("tiny", "mistral-7b")
+
+
+def check_choice(shape: str, model: str | None) -> None:
+    """Raise FarolError for an unknown shape or a --model that is not a model folder."""
+    if shape not in SHAPES:
+        raise FarolError(f"unknown shape {shape!r}", hint=f"use one of {', '.join(SHAPES)}")
+    if model is not None:
+        check_model_dir(model)
 
 
 @dataclass

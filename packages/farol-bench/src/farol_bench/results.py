@@ -135,3 +135,13 @@ def baseline_for(new: dict, new_path: Path, folders: list[Path], schema: dict) -
     raise FarolError(f"No earlier run on {new['device']['name']} ({new['device']['backend']}) "
                      f"with shape {new['shape']} to compare with",
                      hint="run `invoke bench` twice, or pass --baseline FILE")
+
+
+def check_comparable(old: dict, new: dict) -> None:
+    """Raise FarolError unless the two runs share device, shape and model."""
+    if not same_device(old, new):
+        def what(d):
+            return f"{d['device']['name']} ({d['device']['backend']}), {d['shape']} " \
+                   f"{d['model'].get('name')}"
+        raise FarolError(f"the baseline ran on {what(old)}, the new run on {what(new)}",
+                         hint="compare runs of the same device, shape and model")
