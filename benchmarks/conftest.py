@@ -126,8 +126,9 @@ def pytest_sessionfinish(session):
 def _document(config, done) -> dict:
     settings = _settings(config)
     device = results.device_facts()
+    device["bandwidth_source"] = "table" if device["bandwidth_bytes_per_s"] else None
     if settings.bandwidth:
-        device["bandwidth_bytes_per_s"] = settings.bandwidth
+        device.update(bandwidth_bytes_per_s=settings.bandwidth, bandwidth_source="--bandwidth")
     path, shape = config.getoption("model"), config.getoption("shape")
     model = config.stash[RUN]["model"] or {"name": path or shape}
     entries = [results.benchmark_entry(b.name, b.stats, b.extra_info, b.group) for b in done]

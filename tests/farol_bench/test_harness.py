@@ -29,4 +29,5 @@ def test_a_timed_run_writes_every_figure_with_the_decode_bound(tmp_path, schema)
     fraction = decode["decode_fraction_of_bound"]["median"]
     assert abs(fraction - rate["median"] / bound) < 1e-9 * bound
     assert doc["device"]["bandwidth_bytes_per_s"] == 68.25e9
+    assert doc["device"]["bandwidth_source"] == "--bandwidth"
     assert "of the bound" in proc.stdout and str(path) in proc.stdout
