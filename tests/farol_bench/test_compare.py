@@ -49,3 +49,10 @@ def test_a_threshold_outside_0_to_1_is_refused():
     for bad in ("2", "0", "fast", None):
         with pytest.raises(FarolError, match="threshold must be a fraction"):
             check_threshold(bad)
+
+
+def test_a_noisy_change_whose_ranges_do_not_overlap_is_trusted():
+    old = run_doc({"decode tps": fig(100.0, 80.0, 120.0)})
+    new = run_doc({"decode tps": fig(50.0, 40.0, 60.0)})
+    (row,) = compare(old, new, 0.10)
+    assert row.status == "regression" and row.spread > 0.10 and not row.unsafe

@@ -1,9 +1,10 @@
 """Compare two benchmark runs figure by figure, with a verdict that knows about noise.
 
 A figure regresses when its median got worse by more than the threshold (slower rates, longer
-times, more memory). The spread of a figure is (max - min) / median over its repeats; when
-either run's spread exceeds the threshold, its verdict is marked unsafe: the repeats disagree
-by more than the change being judged.
+times, more memory). The spread of a figure is (max - min) / median over its repeats. A verdict
+is marked unsafe when either run's spread exceeds the threshold and the two runs' min-max ranges
+overlap: the repeats disagree by more than the change being judged, and some repeat of the
+worse run was as good as one of the better run.
 """
 
 from dataclasses import dataclass
@@ -70,7 +71,11 @@ def _row(key: str, old: dict | None, new: dict | None, threshold: float) -> Row:
     elif worse is not None and worse < -threshold:
         status = "improved"
     return Row(key, new["unit"], old["median"], new["median"], ratio, worse, noise, status,
-               noise > threshold)
+               noise > threshold and _overlap(old, new))
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["min"] <= b["max"] and b["min"] <= a["max"]
 
 
 def spread(fig: dict) -> float:
@@ -108,8 +113,8 @@ def verdict_line(rows: list[Row], old: dict, new: dict, threshold: float) -> str
             + ", ".join(r.key for r in bad) if bad
             else f"no figure worse by more than {threshold:.0%}")
     if noisy:
-        head += (f"; unsafe for {len(noisy)} figure(s) whose min-max spread exceeds the threshold"
-                 " (rerun with more rounds or on a quiet machine)")
+        head += (f"; unsafe for {len(noisy)} figure(s) whose min-max ranges overlap and spread"
+                 " wider than the threshold (rerun on a quiet machine)")
     versions = (f"mlx {old['versions']['mlx']} -> {new['versions']['mlx']}, mlx-lm "
                 f"{old['versions']['mlx_lm']} -> {new['versions']['mlx_lm']}")
     return f"{head} ({versions})"

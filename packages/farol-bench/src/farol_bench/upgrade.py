@@ -133,7 +133,7 @@ def judge(here: dict, there: dict, threshold: float) -> Outcome:
         return Outcome("safe to upgrade", [], rows, labels, summary)
     verdict = "slower"
     if all(r.unsafe for r in slow):
-        verdict += " (unsafe: every slower figure is within its spread; rerun with --rounds)"
+        verdict += " (unsafe: every slower figure is within its spread; rerun on a quiet machine)"
     reasons = [f"{r.key}: {r.worse:.0%} worse" + (" (noisy)" if r.unsafe else "") for r in slow]
     return Outcome(verdict, reasons, rows, labels, summary)
 
