@@ -201,14 +201,16 @@ def bench_plot(c, out=str(BENCH_RESULTS / "tokens_per_s.png")):
 
 @task(help={"mlx": "mlx version to try.", "mlx_lm": "mlx-lm version to try.",
             "threshold": "Largest tolerated slowdown.", "rounds": "Timed repeats per benchmark.",
-            "tests": "Benchmark files to run.", "keep": "Keep the throwaway venv."})
+            "tests": "Benchmark files to run.", "keep": "Keep the throwaway venv.",
+            "passes": "Benchmark runs per side, alternating here and there."})
 @exit_on_error
-def check_upgrade(c, mlx, mlx_lm, threshold=0.10, rounds=3, tests="benchmarks", keep=False):
+def check_upgrade(c, mlx, mlx_lm, threshold=0.10, rounds=3, tests="benchmarks", keep=False,
+                  passes=2):
     """Try mlx/mlx-lm versions in a throwaway venv: API tests, tiny benchmarks, a verdict."""
     from farol_bench import compare, upgrade
 
     out = upgrade.check_upgrade(ROOT, mlx, mlx_lm, compare.check_threshold(threshold), tests,
-                                int(rounds), keep)
+                                int(rounds), keep, passes=int(passes))
     if out.rows:
         print(compare.table(out.rows, *out.labels) + "\n\n" + out.summary)
     print("\n".join(["", f"verdict: {out.verdict}", *out.reasons]))

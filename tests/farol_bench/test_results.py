@@ -72,3 +72,11 @@ def test_runs_of_different_devices_or_shapes_are_not_compared(tmp_path):
         check_choice("big", None)
     with pytest.raises(FarolError, match="Model not found"):
         check_choice("tiny", str(tmp_path / "none"))
+
+
+def test_merged_runs_keep_the_median_of_medians_and_the_overall_range(schema):
+    runs = [run_doc({"d tps": fig(m, m - 1, m + 1, rounds=3)}) for m in (10.0, 30.0, 12.0)]
+    merged = results.merge(runs)
+    assert merged["benchmarks"][0]["figures"]["tps"] == fig(12.0, 9.0, 31.0, rounds=9)
+    assert runs[-1]["benchmarks"][0]["figures"]["tps"]["median"] == 12.0  # inputs untouched
+    results.validate(merged, schema)

@@ -4,10 +4,12 @@ A run lands in `<dir>/<timestamp>-<host>-mlx<version>.json`. Its `benchmarks` li
 per benchmark, its settings and its figures (see `farol_bench.figures`).
 """
 
+import copy
 import json
 import platform
 import re
 import socket
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -145,3 +147,20 @@ def check_comparable(old: dict, new: dict) -> None:
                    f"{d['model'].get('name')}"
         raise FarolError(f"the baseline ran on {what(old)}, the new run on {what(new)}",
                          hint="compare runs of the same device, shape and model")
+
+
+def merge(docs: list[dict]) -> dict:
+    """Runs of the same benchmarks as one: median of the medians, overall min and max.
+
+    The upgrade guard alternates runs here and there, so a machine that gets busier during
+    the check slows both sides alike; merging gives one document per side.
+    """
+    merged = copy.deepcopy(docs[-1])
+    for bench in merged["benchmarks"]:
+        for name, fig in bench["figures"].items():
+            same = [f for d in docs for b in d["benchmarks"] if b["name"] == bench["name"]
+                    for n, f in b["figures"].items() if n == name]
+            fig.update(median=statistics.median(f["median"] for f in same),
+                       min=min(f["min"] for f in same), max=max(f["max"] for f in same),
+                       rounds=sum(f["rounds"] for f in same))
+    return merged

@@ -96,11 +96,14 @@ class UpgradeBroken(Exception):
 
 def check_upgrade(root: Path, mlx: str, mlx_lm: str, threshold: float = 0.10,
                   tests: str = "benchmarks", rounds: int = 3, keep: bool = False,
-                  log: Callable = print) -> Outcome:
-    """Install, test and benchmark mlx / mlx-lm versions in a throwaway venv; judge them."""
+                  log: Callable = print, passes: int = 2) -> Outcome:
+    """Install, test and benchmark mlx / mlx-lm versions in a throwaway venv; judge them.
+
+    The benchmarks run `passes` times on each side, alternating here and there.
+    """
     work = Path(tempfile.mkdtemp(prefix="farol-upgrade-"))
     try:
-        return _check(root, work, mlx, mlx_lm, threshold, tests, rounds, log)
+        return _check(root, work, mlx, mlx_lm, threshold, tests, rounds, log, passes)
     finally:
         if keep:
             log(f"kept the throwaway venv in {work}")
@@ -108,19 +111,22 @@ def check_upgrade(root: Path, mlx: str, mlx_lm: str, threshold: float = 0.10,
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _check(root, work, mlx, mlx_lm, threshold, tests, rounds, log) -> Outcome:
+def _check(root, work, mlx, mlx_lm, threshold, tests, rounds, log, passes) -> Outcome:
     try:
         python = make_venv(root, work / "venv", mlx, mlx_lm, log)
         log("API-compatibility tests there")
         failures = api_failures(root, python)
         if failures:
             return Outcome("broken", ["API-compatibility tests failed:", *failures])
-        log("tiny benchmarks here, then there")
-        here = run_benchmarks(root, Path(sys.executable), work / "here", tests, rounds)
-        there = run_benchmarks(root, python, work / "there", tests, rounds)
+        here, there = [], []
+        for i in range(passes):
+            log(f"tiny benchmarks, pass {i + 1} of {passes}: here, then there")
+            here.append(run_benchmarks(root, Path(sys.executable), work / f"here{i}", tests,
+                                       rounds))
+            there.append(run_benchmarks(root, python, work / f"there{i}", tests, rounds))
     except UpgradeBroken as e:
         return Outcome("broken", [str(e)])
-    return judge(here, there, threshold)
+    return judge(results.merge(here), results.merge(there), threshold)
 
 
 def judge(here: dict, there: dict, threshold: float) -> Outcome:
