@@ -176,10 +176,8 @@ def bench_compare(c, baseline=None, threshold=0.10):
 
     threshold = compare.check_threshold(threshold)
     schema = results.load_schema(BENCH_SCHEMA)
-    new_path, new = results.newest(BENCH_RESULTS, schema)
-    old_path, old = (Path(baseline), results.load(baseline, schema)) if baseline else \
-        results.baseline_for(new, new_path, [BENCH_RESULTS, BENCH / "baselines"], schema)
-    results.check_comparable(old, new)
+    old_path, old, new_path, new = results.pair(BENCH_RESULTS, BENCH / "baselines", schema,
+                                                baseline)
     rows = compare.compare(old, new, threshold)
     print(f"old: {old_path}\nnew: {new_path}\n")
     print(compare.table(rows))

@@ -80,3 +80,14 @@ def test_merged_runs_keep_the_median_of_medians_and_the_overall_range(schema):
     assert merged["benchmarks"][0]["figures"]["tps"] == fig(12.0, 9.0, 31.0, rounds=9)
     assert runs[-1]["benchmarks"][0]["figures"]["tps"]["median"] == 12.0  # inputs untouched
     results.validate(merged, schema)
+
+
+def test_pair_takes_an_explicit_baseline_only_from_the_same_device(tmp_path, schema):
+    runs, base = tmp_path / "results", tmp_path / "baselines"
+    new_path = results.write(run_doc({"d tps": fig(2.0)}), runs, schema)
+    good = results.write(run_doc({"d tps": fig(1.0)}, created="2026-11-01T00:00:00Z"), base,
+                         schema)
+    assert results.pair(runs, base, schema)[::2] == (good, new_path)
+    other = results.write(run_doc({"d tps": fig(1.0)}, device="Apple M2"), tmp_path, schema)
+    with pytest.raises(FarolError, match="baseline ran on Apple M2"):
+        results.pair(runs, base, schema, other)

@@ -164,3 +164,15 @@ def merge(docs: list[dict]) -> dict:
                        min=min(f["min"] for f in same), max=max(f["max"] for f in same),
                        rounds=sum(f["rounds"] for f in same))
     return merged
+
+
+def pair(results_dir: Path, baselines_dir: Path, schema: dict,
+         baseline: str | Path | None = None) -> tuple[Path, dict, Path, dict]:
+    """(baseline path, baseline, newest path, newest): the two runs `bench-compare` judges."""
+    new_path, new = newest(results_dir, schema)
+    if baseline:
+        old_path, old = Path(baseline), load(baseline, schema)
+    else:
+        old_path, old = baseline_for(new, new_path, [results_dir, baselines_dir], schema)
+    check_comparable(old, new)
+    return old_path, old, new_path, new
