@@ -38,7 +38,11 @@ def test_the_throwaway_venv_gets_the_asked_versions_and_everything_else_as_pinne
 def test_the_verdict_is_slower_only_past_the_threshold_and_says_when_noise_decides():
     here = run_doc({"test_decode decode_tokens_per_s": fig(100.0, 99.0, 101.0)})
     same = run_doc({"test_decode decode_tokens_per_s": fig(95.0, 94.0, 96.0)})
-    assert judge(here, same, 0.10).verdict == "safe to upgrade"
+    assert (judge(here, same, 0.10).verdict, judge(here, same, 0.10).reasons) == (
+        "safe to upgrade", [])
+    wobbly = run_doc({"test_decode decode_tokens_per_s": fig(100.0, 50.0, 150.0)})
+    assert judge(here, wobbly, 0.10).reasons == [
+        "caution: too noisy to judge here: test_decode decode_tokens_per_s"]
     slow = run_doc({"test_decode decode_tokens_per_s": fig(80.0, 79.0, 81.0)}, mlx="0.33.0")
     out = judge(here, slow, 0.10)
     assert out.verdict == "slower"

@@ -136,7 +136,9 @@ def judge(here: dict, there: dict, threshold: float) -> Outcome:
     summary = compare.verdict_line(rows, here, there, threshold)
     slow = compare.regressions(rows)
     if not slow:
-        return Outcome("safe to upgrade", [], rows, labels, summary)
+        noisy = [r.key for r in rows if r.unsafe]
+        note = [f"caution: too noisy to judge here: {', '.join(noisy)}"] if noisy else []
+        return Outcome("safe to upgrade", note, rows, labels, summary)
     verdict = "slower"
     if all(r.unsafe for r in slow):
         verdict += " (unsafe: every slower figure is within its spread; rerun on a quiet machine)"
