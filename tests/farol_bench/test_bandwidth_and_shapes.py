@@ -44,3 +44,13 @@ def test_the_mistral_7b_shape_is_mistral_7b_v01():
     assert MISTRAL_7B == {"hidden_size": 4096, "num_hidden_layers": 32,
                           "intermediate_size": 14336, "num_attention_heads": 32,
                           "num_key_value_heads": 8, "head_dim": 128}
+
+
+def test_the_builder_never_holds_the_whole_float32_model():
+    shape = {"hidden_size": 512, "num_hidden_layers": 8, "intermediate_size": 1024,
+             "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 64}
+    weights = 8 * (512 * 512 * 2 + 512 * 128 * 2 + 3 * 512 * 1024) + 2 * 1024 * 512
+    mx.reset_peak_memory()
+    model = build_quantized(shape, 1024)
+    assert mx.get_peak_memory() < 0.4 * weights * 4  # float32 would need all of it at once
+    assert parameter_bytes(model) < 0.16 * weights * 4
