@@ -227,3 +227,72 @@ def node_tests() -> int:
 def _int(value) -> int | None:
     # Invoke passes options whose default is None as strings.
     return None if value is None else int(value)
+
+
+# --- benchmarks ---
+BENCH = ROOT / "benchmarks"
+BENCH_RESULTS = BENCH / "results"
+BENCH_SCHEMA = BENCH / "results.schema.json"
+
+
+@task(help={"shape": "Model shape: tiny or mistral-7b.", "model": "Benchmark this model folder.",
+            "rounds": "Timed repeats per benchmark.", "args": "Extra pytest arguments."})
+@exit_on_error
+def bench(c, shape="tiny", model=None, rounds=5, args=""):
+    """Run the benchmarks for real and write benchmarks/results/<time>-<host>-mlx<ver>.json."""
+    from farol_bench.models import check_choice
+
+    check_choice(shape, model)
+    cmd = [sys.executable, "-m", "pytest", str(BENCH), "--benchmark-enable", "--shape", shape,
+           "--bench-rounds", str(rounds), "-q", *(["--model", model] if model else []),
+           *shlex.split(args)]
+    sys.exit(subprocess.call(cmd, cwd=ROOT) or 0)
+
+
+@task(help={"baseline": "Results file to compare with (default: the last earlier run on this "
+                        "device, in benchmarks/results/ then benchmarks/baselines/).",
+            "threshold": "Largest tolerated slowdown, as a fraction."})
+@exit_on_error
+def bench_compare(c, baseline=None, threshold=0.10):
+    """Compare the newest benchmark run with a baseline; exit 1 when a figure got worse."""
+    from farol_bench import compare, results
+
+    threshold = compare.check_threshold(threshold)
+    schema = results.load_schema(BENCH_SCHEMA)
+    old_path, old, new_path, new = results.pair(BENCH_RESULTS, BENCH / "baselines", schema,
+                                                baseline)
+    rows = compare.compare(old, new, threshold)
+    print(f"old: {old_path}\nnew: {new_path}\n")
+    print(compare.table(rows))
+    print("\n" + compare.verdict_line(rows, old, new, threshold))
+    sys.exit(1 if compare.regressions(rows) else 0)
+
+
+@task(help={"out": "PNG file to write."})
+@exit_on_error
+def bench_plot(c, out=str(BENCH_RESULTS / "tokens_per_s.png")):
+    """Draw tokens/s per mlx version over time from benchmarks/results/ (and baselines/)."""
+    from farol_bench import plot, results
+
+    schema = results.load_schema(BENCH_SCHEMA)
+    docs = [results.load(p, schema) for d in (BENCH / "baselines", BENCH_RESULTS)
+            for p in results.find(d)]
+    print(f"plot of {len(docs)} runs: {plot.plot(docs, out)}")
+
+
+@task(help={"mlx": "mlx version to try.", "mlx_lm": "mlx-lm version to try.",
+            "threshold": "Largest tolerated slowdown.", "rounds": "Timed repeats per benchmark.",
+            "tests": "Benchmark files to run.", "keep": "Keep the throwaway venv.",
+            "passes": "Benchmark runs per side, alternating here and there."})
+@exit_on_error
+def check_upgrade(c, mlx, mlx_lm, threshold=0.10, rounds=3, tests="benchmarks", keep=False,
+                  passes=2):
+    """Try mlx/mlx-lm versions in a throwaway venv: API tests, tiny benchmarks, a verdict."""
+    from farol_bench import compare, upgrade
+
+    out = upgrade.check_upgrade(ROOT, mlx, mlx_lm, compare.check_threshold(threshold), tests,
+                                int(rounds), keep, passes=int(passes))
+    if out.rows:
+        print(compare.table(out.rows, *out.labels) + "\n\n" + out.summary)
+    print("\n".join(["", f"verdict: {out.verdict}", *out.reasons]))
+    sys.exit(0 if out.verdict == "safe to upgrade" else 1)

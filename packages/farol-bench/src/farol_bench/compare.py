@@ -1,0 +1,120 @@
+"""Compare two benchmark runs figure by figure, with a verdict that knows about noise.
+
+A figure regresses when its median got worse by more than the threshold (slower rates, longer
+times, more memory). The spread of a figure is (max - min) / median over its repeats. A verdict
+is marked unsafe when either run's spread exceeds the threshold and the two runs' min-max ranges
+overlap: the repeats disagree by more than the change being judged, and some repeat of the
+worse run was as good as one of the better run.
+"""
+
+from dataclasses import dataclass
+
+from farol_core.errors import FarolError
+
+
+@dataclass
+class Row:
+    """One figure in both runs."""
+
+    key: str
+    unit: str
+    old: float | None
+    new: float | None
+    ratio: float | None  # new / old
+    worse: float | None  # fraction by which new is worse than old (negative: better)
+    spread: float  # the larger relative spread of the two runs
+    status: str  # "ok", "regression", "improved", "only old", "only new"
+    unsafe: bool
+
+
+def figures_by_key(doc: dict) -> dict[str, dict]:
+    """`"<benchmark> <figure>"` -> figure, for every figure of a run."""
+    return {f"{b['name']} {name}": fig for b in doc["benchmarks"]
+            for name, fig in b["figures"].items()}
+
+
+def compare(old: dict, new: dict, threshold: float = 0.10) -> list[Row]:
+    """A row per figure found in either run, in the new run's order."""
+    a, b = figures_by_key(old), figures_by_key(new)
+    keys = list(b) + [k for k in a if k not in b]
+    return [_row(k, a.get(k), b.get(k), threshold) for k in keys]
+
+
+def check_threshold(value) -> float:
+    """The threshold as a fraction in (0, 1), or a FarolError."""
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = -1.0
+    if not 0 < threshold < 1:
+        raise FarolError(f"threshold must be a fraction between 0 and 1, got {value!r}",
+                         hint="--threshold 0.10 tolerates a 10% slowdown")
+    return threshold
+
+
+def regressions(rows: list[Row]) -> list[Row]:
+    """The rows that got worse by more than the threshold."""
+    return [r for r in rows if r.status == "regression"]
+
+
+def _row(key: str, old: dict | None, new: dict | None, threshold: float) -> Row:
+    if old is None or new is None:
+        fig = old or new
+        return Row(key, fig["unit"], _median(old), _median(new), None, None, spread(fig),
+                   "only new" if old is None else "only old", False)
+    ratio = new["median"] / old["median"] if old["median"] else None
+    worse = None if ratio is None else (1 - ratio if new["better"] == "higher" else ratio - 1)
+    noise = max(spread(old), spread(new))
+    status = "ok"
+    if worse is not None and worse > threshold:
+        status = "regression"
+    elif worse is not None and worse < -threshold:
+        status = "improved"
+    return Row(key, new["unit"], old["median"], new["median"], ratio, worse, noise, status,
+               noise > threshold and _overlap(old, new))
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["min"] <= b["max"] and b["min"] <= a["max"]
+
+
+def spread(fig: dict) -> float:
+    """(max - min) / median of a figure's repeats; 0 for a single measurement."""
+    return (fig["max"] - fig["min"]) / abs(fig["median"]) if fig["median"] else 0.0
+
+
+def _median(fig: dict | None) -> float | None:
+    return None if fig is None else fig["median"]
+
+
+def table(rows: list[Row], old_label: str = "old", new_label: str = "new") -> str:
+    """A plain-text table: figure, unit, old, new, ratio, spread, verdict."""
+    head = ("figure", "unit", old_label, new_label, "new/old", "spread", "verdict")
+    lines = [head] + [(r.key, r.unit, _num(r.old), _num(r.new),
+                       "" if r.ratio is None else f"{r.ratio:.3f}", f"{r.spread:.0%}",
+                       r.status + (" (unsafe: noisy)" if r.unsafe else "")) for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = ["  ".join(c.ljust(w) if i < 2 or i == 6 else c.rjust(w)
+                     for i, (c, w) in enumerate(zip(line, widths, strict=True))).rstrip()
+           for line in lines]
+    return "\n".join(out[:1] + ["-" * len(out[0])] + out[1:])
+
+
+def _num(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def verdict_line(rows: list[Row], old: dict, new: dict, threshold: float) -> str:
+    """One sentence: regressions or none, and whether noise makes the verdict unsafe."""
+    bad, noisy = regressions(rows), [r for r in rows if r.unsafe]
+    head = (f"{len(bad)} of {len(rows)} figures worse by more than {threshold:.0%}: "
+            + ", ".join(r.key for r in bad) if bad
+            else f"no figure worse by more than {threshold:.0%}")
+    if noisy:
+        head += (f"; unsafe for {len(noisy)} figure(s) whose min-max ranges overlap and spread"
+                 " wider than the threshold (rerun on a quiet machine)")
+    versions = (f"mlx {old['versions']['mlx']} -> {new['versions']['mlx']}, mlx-lm "
+                f"{old['versions']['mlx_lm']} -> {new['versions']['mlx_lm']}")
+    return f"{head} ({versions})"

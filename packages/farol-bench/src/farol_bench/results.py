@@ -1,0 +1,178 @@
+"""Results files: one JSON document per benchmark run, validated against the committed schema.
+
+A run lands in `<dir>/<timestamp>-<host>-mlx<version>.json`. Its `benchmarks` list holds,
+per benchmark, its settings and its figures (see `farol_bench.figures`).
+"""
+
+import copy
+import json
+import platform
+import re
+import socket
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jsonschema
+from farol_core.device import facts
+from farol_core.errors import FarolError
+from farol_core.io import write_json
+
+from farol_bench.figures import from_stats, split_extra_info
+
+SCHEMA_VERSION = 1
+
+
+def benchmark_entry(name: str, stats, extra_info: dict, group: str | None = None) -> dict:
+    """One benchmark's settings and figures from pytest-benchmark's stats and extra_info."""
+    figures, settings = split_extra_info(dict(extra_info), stats)
+    if stats is not None:
+        figures = {"seconds": from_stats(stats), **figures}
+    return {"name": name, "group": group, "settings": settings, "figures": figures}
+
+
+def build(benchmarks: list[dict], shape: str, model: dict, settings: dict,
+          device: dict | None = None, now: datetime | None = None) -> dict:
+    """The results document for one run on this machine."""
+    f = facts()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created": (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "host": socket.gethostname(),
+        "versions": {"mlx": f["mlx"], "mlx_lm": f["mlx_lm"], "python": f["python"],
+                     "os": platform.platform()},
+        "device": device or device_facts(),
+        "shape": shape,
+        "model": model,
+        "settings": settings,
+        "benchmarks": benchmarks,
+    }
+
+
+def device_facts() -> dict:
+    """Backend, device name and memory, with the known memory bandwidth (or null)."""
+    from farol_bench.bandwidth import known_bandwidth
+
+    f = facts()
+    memory = {k: v for k, v in f.items() if k.startswith(("ram_", "device_memory", "device_max"))}
+    return {"backend": f["backend"], "name": f["device_name"], "mlx_device": f["device"],
+            "platform": f["platform"], "bandwidth_bytes_per_s": known_bandwidth(f["device_name"]),
+            "memory": memory}
+
+
+def file_name(doc: dict) -> str:
+    """`<timestamp>-<host>-mlx<version>.json`, safe as a file name."""
+    stamp = doc["created"].replace("-", "").replace(":", "")
+    host = re.sub(r"[^A-Za-z0-9_.]+", "_", doc["host"]) or "host"
+    return f"{stamp}-{host}-mlx{doc['versions']['mlx']}.json"
+
+
+def write(doc: dict, out_dir: str | Path, schema: dict) -> Path:
+    """Validate `doc` and write it into `out_dir`; returns the file's path."""
+    validate(doc, schema)
+    path = Path(out_dir) / file_name(doc)
+    write_json(path, doc)
+    return path
+
+
+def validate(doc: dict, schema: dict) -> None:
+    """Raise FarolError naming the first place where `doc` breaks the results schema."""
+    try:
+        jsonschema.validate(doc, schema)
+    except jsonschema.ValidationError as e:
+        where = "/".join(str(p) for p in e.absolute_path) or "(top)"
+        raise FarolError(f"results do not match the schema at {where}: {e.message}") from None
+
+
+def load(path: str | Path, schema: dict) -> dict:
+    """A validated results document."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FarolError(f"No results file at {path}") from None
+    except json.JSONDecodeError as e:
+        raise FarolError(f"{path} is not JSON ({e.msg})") from None
+    try:
+        validate(doc, schema)
+    except FarolError as e:
+        raise FarolError(f"{path}: {e.message}") from None
+    return doc
+
+
+def load_schema(path: str | Path) -> dict:
+    """The results JSON Schema."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def find(folder: str | Path) -> list[Path]:
+    """Results files in `folder`, oldest first (the file names start with the timestamp)."""
+    folder = Path(folder)
+    return sorted(folder.glob("*.json"), key=lambda p: p.name) if folder.is_dir() else []
+
+
+def same_device(a: dict, b: dict) -> bool:
+    """Whether two runs are comparable: same backend, device, shape and model."""
+    return (a["device"]["backend"], a["device"]["name"], a["shape"], a["model"].get("name")) == (
+        b["device"]["backend"], b["device"]["name"], b["shape"], b["model"].get("name"))
+
+
+def newest(folder: str | Path, schema: dict) -> tuple[Path, dict]:
+    """The newest results file in `folder`, loaded."""
+    found = find(folder)
+    if not found:
+        raise FarolError(f"No results in {folder}", hint="run `invoke bench` first")
+    return found[-1], load(found[-1], schema)
+
+
+def baseline_for(new: dict, new_path: Path, folders: list[Path], schema: dict) -> tuple[Path, dict]:
+    """The most recent earlier run on the same device, shape and model, searched in `folders`."""
+    for folder in folders:
+        for path in reversed(find(folder)):
+            if path.resolve() == new_path.resolve():
+                continue
+            doc = load(path, schema)
+            if same_device(doc, new) and doc["created"] <= new["created"]:
+                return path, doc
+    raise FarolError(f"No earlier run on {new['device']['name']} ({new['device']['backend']}) "
+                     f"with shape {new['shape']} to compare with",
+                     hint="run `invoke bench` twice, or pass --baseline FILE")
+
+
+def check_comparable(old: dict, new: dict) -> None:
+    """Raise FarolError unless the two runs share device, shape and model."""
+    if not same_device(old, new):
+        def what(d):
+            return f"{d['device']['name']} ({d['device']['backend']}), {d['shape']} " \
+                   f"{d['model'].get('name')}"
+        raise FarolError(f"the baseline ran on {what(old)}, the new run on {what(new)}",
+                         hint="compare runs of the same device, shape and model")
+
+
+def merge(docs: list[dict]) -> dict:
+    """Runs of the same benchmarks as one: median of the medians, overall min and max.
+
+    The upgrade guard alternates runs here and there, so a machine that gets busier during
+    the check slows both sides alike; merging gives one document per side.
+    """
+    merged = copy.deepcopy(docs[-1])
+    for bench in merged["benchmarks"]:
+        for name, fig in bench["figures"].items():
+            same = [f for d in docs for b in d["benchmarks"] if b["name"] == bench["name"]
+                    for n, f in b["figures"].items() if n == name]
+            fig.update(median=statistics.median(f["median"] for f in same),
+                       min=min(f["min"] for f in same), max=max(f["max"] for f in same),
+                       rounds=sum(f["rounds"] for f in same))
+    return merged
+
+
+def pair(results_dir: Path, baselines_dir: Path, schema: dict,
+         baseline: str | Path | None = None) -> tuple[Path, dict, Path, dict]:
+    """(baseline path, baseline, newest path, newest): the two runs `bench-compare` judges."""
+    new_path, new = newest(results_dir, schema)
+    if baseline:
+        old_path, old = Path(baseline), load(baseline, schema)
+    else:
+        old_path, old = baseline_for(new, new_path, [results_dir, baselines_dir], schema)
+    check_comparable(old, new)
+    return old_path, old, new_path, new

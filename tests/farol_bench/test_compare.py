@@ -1,0 +1,58 @@
+"""Compare: regressions past the threshold in either direction, and noise made visible."""
+
+import pytest
+from farol_bench.compare import check_threshold, compare, regressions, table, verdict_line
+from farol_core.errors import FarolError
+
+from tests.farol_bench.conftest import fig, run_doc
+
+
+def test_slower_decode_and_more_memory_are_regressions_within_threshold_is_ok():
+    old = run_doc({"decode tps": fig(100.0), "prefill tps": fig(1000.0),
+                   "decode mem": fig(2.0, unit="GB", better="lower")})
+    new = run_doc({"decode tps": fig(85.0), "prefill tps": fig(950.0),
+                   "decode mem": fig(2.5, unit="GB", better="lower")})
+    rows = {r.key: r for r in compare(old, new, 0.10)}
+    assert rows["decode tps"].status == "regression"
+    assert abs(rows["decode tps"].worse - 0.15) < 1e-9
+    assert rows["prefill tps"].status == "ok"
+    assert rows["decode mem"].status == "regression"
+    assert [r.key for r in regressions(list(rows.values()))] == ["decode tps", "decode mem"]
+
+
+def test_faster_is_improved_and_wide_spread_marks_the_verdict_unsafe():
+    old = run_doc({"decode tps": fig(100.0, 60.0, 140.0)})
+    new = run_doc({"decode tps": fig(130.0, 128.0, 131.0)})
+    (row,) = compare(old, new, 0.10)
+    assert row.status == "improved" and row.unsafe
+    assert abs(row.spread - 0.8) < 1e-9
+    assert "unsafe" in verdict_line([row], old, new, 0.10)
+
+
+def test_figures_in_one_run_only_are_listed_not_judged():
+    rows = compare(run_doc({"a tps": fig(1.0)}), run_doc({"b tps": fig(1.0)}))
+    assert [(r.key, r.status) for r in rows] == [("b tps", "only new"), ("a tps", "only old")]
+    assert not regressions(rows)
+
+
+def test_table_prints_old_new_and_ratio():
+    rows = compare(run_doc({"decode tps": fig(100.0)}), run_doc({"decode tps": fig(80.0)}))
+    text = table(rows, "mlx 0.31", "mlx 0.32")
+    assert "mlx 0.31" in text.splitlines()[0]
+    line = text.splitlines()[2].split()
+    assert line[:5] == ["decode", "tps", "tokens/s", "100", "80"]
+    assert line[5] == "0.800" and "regression" in line
+
+
+def test_a_threshold_outside_0_to_1_is_refused():
+    assert check_threshold("0.05") == 0.05
+    for bad in ("2", "0", "fast", None):
+        with pytest.raises(FarolError, match="threshold must be a fraction"):
+            check_threshold(bad)
+
+
+def test_a_noisy_change_whose_ranges_do_not_overlap_is_trusted():
+    old = run_doc({"decode tps": fig(100.0, 80.0, 120.0)})
+    new = run_doc({"decode tps": fig(50.0, 40.0, 60.0)})
+    (row,) = compare(old, new, 0.10)
+    assert row.status == "regression" and row.spread > 0.10 and not row.unsafe

@@ -1,0 +1,93 @@
+"""Results documents: schema-valid, written where expected, and paired with a fair baseline."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from farol_bench import results
+from farol_core.errors import FarolError
+
+from tests.farol_bench.conftest import fig, run_doc
+
+
+def test_a_built_document_matches_the_schema_and_names_its_file(tmp_path, schema):
+    stats = SimpleNamespace(median=0.5, min=0.4, max=0.8, rounds=3)
+    entry = results.benchmark_entry("test_decode", stats,
+                                    {"decode_tokens_per_s": {"per_round": 64},
+                                     "peak_memory_gb": [0.1, 0.2, 0.1]})
+    doc = results.build([entry], "tiny", {"name": "tiny-mistral-4bit"}, {"rounds": 3})
+    path = results.write(doc, tmp_path, schema)
+    assert path.name.endswith(f"-mlx{doc['versions']['mlx']}.json")
+    assert path.name[:16] == doc["created"].replace("-", "").replace(":", "")
+    loaded = results.load(path, schema)
+    assert set(loaded["benchmarks"][0]["figures"]) == {"seconds", "decode_tokens_per_s",
+                                                       "peak_memory_gb"}
+    assert loaded["device"]["backend"] in ("cpu", "metal", "cuda")
+
+
+def test_a_broken_document_is_refused_naming_the_place(tmp_path, schema):
+    doc = run_doc({"decode tps": fig(1.0)})
+    doc["benchmarks"][0]["figures"]["tps"]["better"] = "faster"
+    with pytest.raises(FarolError, match="benchmarks/0/figures/tps/better"):
+        results.write(doc, tmp_path, schema)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(FarolError, match="not JSON"):
+        results.load(tmp_path / "bad.json", schema)
+
+
+def test_the_baseline_is_the_last_earlier_run_on_the_same_device(tmp_path, schema):
+    runs = {"a": run_doc({"d tps": fig(1.0)}, created="2026-11-20T00:00:00Z"),
+            "b": run_doc({"d tps": fig(1.0)}, created="2026-11-21T00:00:00Z", device="Apple M2"),
+            "c": run_doc({"d tps": fig(1.0)}, created="2026-11-22T00:00:00Z")}
+    paths = {k: results.write(d, tmp_path, schema) for k, d in runs.items()}
+    new_path, new = results.newest(tmp_path, schema)
+    assert new_path == paths["c"]
+    base_path, _ = results.baseline_for(new, new_path, [tmp_path], schema)
+    assert base_path == paths["a"]
+    other = tmp_path / "other"
+    other.mkdir()
+    results.write(run_doc({"d tps": fig(1.0)}, device="NVIDIA H200"), other, schema)
+    only_path, only = results.newest(other, schema)
+    with pytest.raises(FarolError, match="No earlier run on NVIDIA H200"):
+        results.baseline_for(only, only_path, [other], schema)
+
+
+def test_the_committed_baseline_is_valid(schema):
+    from tests.farol_bench.conftest import SCHEMA_PATH
+
+    for path in (SCHEMA_PATH.parent / "baselines").glob("*.json"):
+        doc = results.load(path, schema)
+        assert json.loads(path.read_text())["benchmarks"], path
+        assert doc["shape"] == "tiny"
+
+
+def test_runs_of_different_devices_or_shapes_are_not_compared(tmp_path):
+    from farol_bench.models import check_choice
+
+    mac = run_doc({"d tps": fig(1.0)})
+    results.check_comparable(mac, run_doc({"d tps": fig(2.0)}))
+    with pytest.raises(FarolError, match="baseline ran on Apple M1 .metal., tiny"):
+        results.check_comparable(mac, run_doc({"d tps": fig(1.0)}, shape="mistral-7b"))
+    with pytest.raises(FarolError, match="unknown shape 'big'"):
+        check_choice("big", None)
+    with pytest.raises(FarolError, match="Model not found"):
+        check_choice("tiny", str(tmp_path / "none"))
+
+
+def test_merged_runs_keep_the_median_of_medians_and_the_overall_range(schema):
+    runs = [run_doc({"d tps": fig(m, m - 1, m + 1, rounds=3)}) for m in (10.0, 30.0, 12.0)]
+    merged = results.merge(runs)
+    assert merged["benchmarks"][0]["figures"]["tps"] == fig(12.0, 9.0, 31.0, rounds=9)
+    assert runs[-1]["benchmarks"][0]["figures"]["tps"]["median"] == 12.0  # inputs untouched
+    results.validate(merged, schema)
+
+
+def test_pair_takes_an_explicit_baseline_only_from_the_same_device(tmp_path, schema):
+    runs, base = tmp_path / "results", tmp_path / "baselines"
+    new_path = results.write(run_doc({"d tps": fig(2.0)}), runs, schema)
+    good = results.write(run_doc({"d tps": fig(1.0)}, created="2026-11-01T00:00:00Z"), base,
+                         schema)
+    assert results.pair(runs, base, schema)[::2] == (good, new_path)
+    other = results.write(run_doc({"d tps": fig(1.0)}, device="Apple M2"), tmp_path, schema)
+    with pytest.raises(FarolError, match="baseline ran on Apple M2"):
+        results.pair(runs, base, schema, other)
