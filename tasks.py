@@ -139,8 +139,9 @@ def demo(c):
 @task(help={"args": "Extra pytest arguments.", "node": "Also run the Node.js client tests."})
 @exit_on_error
 def test(c, args="", node=True):
-    """Run the test suite (pytest), then the Node.js client tests; a run that collects no
-    Python tests is not a failure."""
+    """Run the tests: pytest, then the Node.js client tests (node --test).
+
+    A pytest run that collects no tests (exit code 5) is not a failure."""
     status = subprocess.call([sys.executable, "-m", "pytest", *shlex.split(args)], cwd=ROOT)
     if status == 5:
         print("pytest collected no tests")
