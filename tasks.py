@@ -217,9 +217,10 @@ def node_tests() -> int:
     """Run the Node.js client's tests (node --test) against this environment's farol-bridge."""
     node = shutil.which("node")
     if node is None:
-        print("node not found: install Node.js >= 18 to run the bridge client tests "
-              "(or pass --no-node)")
-        return 1
+        # CI must run them; on a user's machine without Node they are skipped, loudly.
+        print("node not found: the Node.js bridge client tests did NOT run "
+              "(install Node.js >= 18 to run them)")
+        return 1 if os.environ.get("CI") else 0
     files = [str(p) for p in sorted((NODE_CLIENT / "test").glob("*.test.js"))]
     env = {**os.environ, "FAROL_PYTHON": sys.executable}
     return subprocess.call([node, "--test", *files], cwd=NODE_CLIENT, env=env)
