@@ -13,12 +13,20 @@ from farol_core.errors import FarolError
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash leaves either the old file or the new one."""
+    with atomic_file(path, "wb") as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
+    """An open temp file beside `path`; on success it is synced and renamed over `path`, on
+    failure removed, so `path` is always the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -94,18 +102,8 @@ def atomic_write_lines(path: str | Path, lines: Iterable[str]) -> int:
 
     Unlike `write_jsonl`, nothing is held in memory, so it suits outputs of any size.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for count, line in enumerate(lines, start=1):  # noqa: B007 (the count is returned)
-                f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:
+        for count, line in enumerate(lines, start=1):  # noqa: B007 (the count is returned)
+            f.write(line)
     return count
