@@ -79,7 +79,10 @@ def test_ctrl_c_exits_cleanly(tmp_path):
     code = "from farol_eval.cli import main; main()"
     cli = [sys.executable, "-c", code, "monitor", str(tmp_path / "not-yet"), "--refresh", "0.1"]
     env = {**os.environ, "TTY_COMPATIBLE": "1"}  # rich draws frames at once, as on a terminal
-    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # A shell's background jobs start with SIGINT ignored (CI may run so); give the monitor the
+    # default disposition a terminal would, so Python turns Ctrl+C into KeyboardInterrupt.
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = bytearray()
 
     def read():
@@ -94,8 +97,9 @@ def test_ctrl_c_exits_cleanly(tmp_path):
             time.sleep(0.05)
         assert b"waiting" in seen, "the monitor never drew its waiting view"
         proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=30)  # bounded: a monitor that ignores Ctrl+C fails, not hangs
         err = proc.stderr.read().decode()
-        assert proc.wait(timeout=30) == 0, err
+        assert status == 0, err
         assert "Traceback" not in err
     finally:
         if proc.poll() is None:
