@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
@@ -15,7 +16,7 @@ from farol_core.errors import FarolError
 from farol_train import checkpoint as ckpt
 from farol_train import train
 from farol_train.distributed import WATCHDOG_EXIT
-from farol_train.launch import check_hosts, differences, fingerprint, launch_command, plan
+from farol_train.launch import check_hosts, differences, fingerprint, launch, launch_command, plan
 from farol_train.metrics import read_rows
 
 CLI = "from farol_train.cli import main; main()"
@@ -120,6 +121,21 @@ def test_a_killed_distributed_run_resumes_to_match_an_uninterrupted_one(killed, 
     assert f"resuming dist from {last}" in done.stdout  # rank 0
     assert f"[rank 1] resuming dist from {last}" in done.stderr  # rank 1, from rank 0's copy
     assert_same_run(tmp / "runs" / "dist", two_ranks[0])
+
+
+def test_token_weighted_gradients_equal_the_whole_batch(tiny_4bit, processed, capfd):
+    """Ranks with unequal token counts: loss, tokens and gradient are the whole batch's."""
+    script = Path(__file__).with_name("dist_gradient.py")
+    assert launch(plan(None, None, 2, "ring"), [sys.executable, str(script), str(tiny_4bit),
+                                                str(processed)]) == 0
+    rows = [json.loads(line) for line in capfd.readouterr().out.splitlines()
+            if line.startswith("{")]
+    assert sorted(r["rank"] for r in rows) == [0, 1]
+    assert rows[0]["own_tokens"] != rows[1]["own_tokens"], "the shards must differ in tokens"
+    for r in rows:
+        assert r["tokens"][0] == r["tokens"][1] == rows[0]["own_tokens"] + rows[1]["own_tokens"]
+        assert abs(r["loss"][0] - r["loss"][1]) < 1e-5
+        assert r["grad_diff"] < 1e-5 and r["grad_max"] > 1e-2
 
 
 def test_the_watchdog_ends_a_rank_that_makes_no_progress():
