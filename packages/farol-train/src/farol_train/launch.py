@@ -191,7 +191,8 @@ def remote_fingerprint(host: str, model: str, data: str, cwd: Path) -> dict:
 
 def check_hosts(p: Plan, model: str, data: str) -> list[Check]:
     """One check per host: reachable, and the same versions, data and model as this one."""
-    mine = fingerprint(model, data)
+    remote = [h for h in dict.fromkeys(p.hosts) if h != LOCAL]
+    mine = fingerprint(model, data) if remote else None  # hashing a large model takes a while
     checks = []
     for host in dict.fromkeys(p.hosts):
         if host == LOCAL:
