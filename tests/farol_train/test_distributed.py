@@ -2,6 +2,7 @@
 started by mlx.launch, compared with one process; a rank killed mid-run; resume; preflight."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -143,6 +144,25 @@ def test_token_weighted_gradients_equal_the_whole_batch(tiny_4bit, processed, ca
         assert r["tokens"][0] == r["tokens"][1] == rows[0]["own_tokens"] + rows[1]["own_tokens"]
         assert abs(r["loss"][0] - r["loss"][1]) < 1e-5
         assert r["grad_diff"] < 1e-5 and r["grad_max"] > 1e-2
+
+
+def test_ctrl_c_stops_every_rank_at_the_same_step_with_a_checkpoint(tiny_4bit, processed,
+                                                                     tmp_path):
+    config(tmp_path, tiny_4bit, processed)
+    proc = subprocess.Popen(command(tmp_path, "--np", "2"), stdin=subprocess.DEVNULL, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # its own process group, as in a terminal
+    run_dir = tmp_path / "runs" / "dist"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and max(steps(run_dir), default=0) < 4:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    last = max(steps(run_dir))
+    assert last < RUN["training"]["iters"] and ckpt.latest_step_name(run_dir) == f"step-{last:07d}"
+    assert f"stopped (interrupted) at step {last}" in out
+    assert f"[rank 1] SIGINT: saved step-{last:07d} at step {last}" in err
 
 
 def test_the_watchdog_ends_a_rank_that_makes_no_progress():

@@ -65,9 +65,9 @@ def run_cmd(config, model, data, name, runs_dir, iters, seed, fresh, hosts, host
     if (hosts or hostfile or np_) and WORLD_ENV not in os.environ:
         sys.exit(_launch(config, options, fresh, hosts, hostfile, np_, backend))
     result = train(config, log=click.echo, fresh=fresh, **options)
-    if result.stopped != "done":
-        click.echo(f"stopped ({result.stopped}) at step {result.steps}")
-    if distributed.world_rank() == 0:
+    if distributed.world_rank() == 0:  # other ranks of a distributed run report nothing
+        if result.stopped != "done":
+            click.echo(f"stopped ({result.stopped}) at step {result.steps}")
         click.echo(f"train loss {result.first_loss:.3f} -> {result.last_loss:.3f}"
                    + (f", val loss {result.val_loss:.3f}" if result.val_loss is not None
                       else ""))

@@ -9,6 +9,7 @@ hang in a collective whose peer died.
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -30,6 +31,7 @@ def world():
     size = int(os.environ.get(WORLD_ENV, "1"))
     if size == 1:
         return None
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the launcher ignores Ctrl+C
     backend = os.environ.get(BACKEND_ENV, "any")
     try:
         group = mx.distributed.init(strict=True, backend=backend)

@@ -11,6 +11,7 @@ import json
 import platform
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -114,16 +115,16 @@ def launch(p: Plan, rank_argv: list[str], log=print) -> int:
     """Run every rank through mlx.launch; 0 when all finished, else 1 (which ranks failed is
     logged). Rank output passes through; stdin stays an open pipe (mlx.launch polls it)."""
     cmd = launch_command(p, rank_argv, free_port(p.world_size) if p.backend == "ring" else 0)
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            errors="replace")
-    failed = {}
-    for line in proc.stderr:
-        sys.stderr.write(line)
-        sys.stderr.flush()
-        found = FAILED.search(line)
-        if found:
-            failed[int(found.group(1))] = found.group(3) or "killed"
-    code = proc.wait()
+    # Ctrl+C goes to the ranks, which save and stop together; this process and mlx.launch
+    # (which inherits the ignore) keep relaying their output until they have.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                errors="replace")
+        failed = _relay(proc.stderr)
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if failed or code:
         why = ", ".join(f"rank {r}: {'killed' if c == 'killed' else f'exit code {c}'}"
                         for r, c in sorted(failed.items())) or f"mlx.launch exit code {code}"
@@ -131,6 +132,18 @@ def launch(p: Plan, rank_argv: list[str], log=print) -> int:
             "the same command again to resume from the last checkpoint.")
         return 1
     return 0
+
+
+def _relay(stderr) -> dict[int, str]:
+    """Pass mlx.launch's stderr through; returns {rank: exit code or "killed"} of failures."""
+    failed = {}
+    for line in stderr:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        found = FAILED.search(line)
+        if found:
+            failed[int(found.group(1))] = found.group(3) or "killed"
+    return failed
 
 
 def fingerprint(model: str, data: str) -> dict:
