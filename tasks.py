@@ -68,13 +68,21 @@ def prepare(c, input=None, biographies=str(SAMPLE_BIOS), out=str(PROCESSED), con
 @task(help={"config": "Run config file.", "model": "Base model folder.",
             "data": "Processed data folder.", "run": "Run name (runs/<name>/).",
             "iters": "Training steps.", "seed": "Random seed.",
-            "fresh": "Start the run over instead of resuming its newest checkpoint."})
+            "fresh": "Start the run over instead of resuming its newest checkpoint.",
+            "hosts": "Distributed: comma-separated host IPs (docs/distributed.md).",
+            "hostfile": "Distributed: mlx.launch hostfile (JSON).",
+            "np": "Distributed: processes per host."})
 @exit_on_error
 def train(c, config=str(DEMO_CONFIG), model=None, data=None, run=None, iters=None, seed=None,
-          fresh=False):
-    """Train a QLoRA adapter into runs/<name>/; an existing run resumes by itself."""
+          fresh=False, hosts=None, hostfile=None, np=None):
+    """Train a QLoRA adapter into runs/<name>/; an existing run resumes by itself.
+
+    With --hosts, --hostfile or --np it trains data-parallel on every rank through mlx.launch."""
     from farol_train import train as run_train
 
+    if hosts or hostfile or np:
+        _distributed_train(config, model, data, run, iters, seed, fresh, hosts, hostfile, np)
+        return
     result = run_train(config, model=model or str(TINY_4BIT), data=data or str(PROCESSED),
                        name=run, runs_dir=str(RUNS), iters=_int(iters),
                        seed=_int(seed), fresh=fresh)
@@ -298,3 +306,20 @@ def check_upgrade(c, mlx, mlx_lm, threshold=0.10, rounds=3, tests="benchmarks", 
         print(compare.table(out.rows, *out.labels) + "\n\n" + out.summary)
     print("\n".join(["", f"verdict: {out.verdict}", *out.reasons]))
     sys.exit(0 if out.verdict == "safe to upgrade" else 1)
+
+
+# --- distributed ---
+
+
+def _distributed_train(config, model, data, run, iters, seed, fresh, hosts, hostfile, np):
+    """`invoke train --hosts/--hostfile/--np`: the same run through `farol-train run`, whose
+    launcher preflights the hosts and starts every rank with mlx.launch."""
+    options = {"--config": config, "--model": model or str(TINY_4BIT),
+               "--data": data or str(PROCESSED), "--run": run, "--runs-dir": str(RUNS),
+               "--iters": iters, "--seed": seed, "--hosts": hosts, "--hostfile": hostfile,
+               "--np": np}
+    cmd = [str(BIN / "farol-train"), "run"]
+    cmd += [a for k, v in options.items() if v is not None for a in (k, str(v))]
+    code = subprocess.run(cmd + (["--fresh"] if fresh else [])).returncode
+    if code:
+        sys.exit(code)

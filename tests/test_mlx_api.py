@@ -45,6 +45,11 @@ CALLS = [
     ("mlx.nn.quantize", ["model", "group_size", "bits"]),
     ("mlx.core.random.randint", ["low", "high", "shape", "key"]),
     ("mlx.core.random.key", ["seed"]),
+    # distributed training (farol_train.distributed)
+    ("mlx.core.distributed.init", ["strict", "backend"]),
+    ("mlx.core.distributed.all_sum", ["x", "group"]),
+    ("mlx.core.distributed.all_max", ["x", "group"]),
+    ("mlx.nn.average_gradients", ["gradients", "group"]),
 ]
 
 
@@ -158,3 +163,24 @@ def test_training_state_round_trip_calls():
     from mlx_lm.tuner.lora import LoRALinear
 
     assert "dequantize" in inspect.signature(LoRALinear.fuse).parameters
+
+
+def test_distributed_calls_and_the_mlx_launch_options():
+    """A single-process group does the collectives Farol uses; mlx.launch takes its options."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    group = mx.distributed.init()
+    assert (group.rank(), group.size()) == (0, 1)
+    assert mx.distributed.all_sum(mx.array([2.0]), group=group).item() == 2.0
+    assert mx.distributed.all_max(mx.array([3], dtype=mx.int32), group=group).item() == 3
+    assert nn.average_gradients({"g": mx.ones((2,))}, group=group)["g"].tolist() == [1.0, 1.0]
+    # resume on ranks other than 0 loads weights from (name, array) pairs
+    assert list(inspect.signature(nn.Module.load_weights).parameters)[1:3] == \
+        ["file_or_weights", "strict"]
+    script = Path(sys.executable).parent / "mlx.launch"
+    text = subprocess.run([str(script), "--help"], capture_output=True, text=True).stdout
+    for option in ("--hosts", "--repeat-hosts", "--hostfile", "--backend", "--env",
+                   "--starting-port"):
+        assert option in text, f"mlx.launch no longer takes {option}"

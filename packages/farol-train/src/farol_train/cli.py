@@ -1,17 +1,22 @@
 """`farol-train`: parses options and calls farol_train's public functions."""
 
+import os
 import sys
 from pathlib import Path
 
 import click
 import yaml
-from farol_core.errors import exit_on_error
+from farol_core.errors import FarolError, exit_on_error
 from farol_core.io import atomic_write_text
 
+from farol_train import distributed, launch
+from farol_train.distributed import WORLD_ENV
 from farol_train.fuse import fuse
 from farol_train.loop import resolve, train
 from farol_train.preflight import apply_profile, describe, profiles, report
 from farol_train.quantize import quantize
+
+RANK_ENTRY = "from farol_train.cli import main; main()"
 
 
 @click.group()
@@ -42,16 +47,50 @@ def quantize_cmd(model, out, bits, group_size, force):
 @click.option("--iters", type=click.IntRange(min=1), default=None)
 @click.option("--seed", type=click.IntRange(min=0), default=None)
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming the run's checkpoint.")
+@click.option("--hosts", default=None,
+              help="Distributed: comma-separated host IPs (127.0.0.1 for this machine).")
+@click.option("--hostfile", type=click.Path(), default=None,
+              help="Distributed: mlx.launch hostfile (JSON: ssh name and IPs per host).")
+@click.option("--np", "np_", type=click.IntRange(min=1), default=None,
+              help="Distributed: processes per host (default 1; on this machine alone for tests).")
+@click.option("--backend", type=click.Choice(["ring", "mpi", "nccl"]), default=None,
+              help="Distributed backend (default: the config's distributed.backend).")
 @exit_on_error
-def run_cmd(config, model, data, name, runs_dir, iters, seed, fresh):
-    """Train a QLoRA adapter; an existing run resumes from its newest good checkpoint."""
-    result = train(config, log=click.echo, fresh=fresh, model=model, data=data, name=name,
-                   runs_dir=runs_dir, iters=iters, seed=seed)
-    if result.stopped != "done":
-        click.echo(f"stopped ({result.stopped}) at step {result.steps}")
-    click.echo(f"train loss {result.first_loss:.3f} -> {result.last_loss:.3f}"
-               + (f", val loss {result.val_loss:.3f}" if result.val_loss is not None else ""))
-    click.echo(f"adapter: {result.run_dir}/adapters.safetensors")
+def run_cmd(config, model, data, name, runs_dir, iters, seed, fresh, hosts, hostfile, np_,
+            backend):
+    """Train a QLoRA adapter; an existing run resumes from its newest good checkpoint.
+
+    With --hosts, --hostfile or --np the run is data-parallel over every rank (mlx.launch)."""
+    options = dict(model=model, data=data, name=name, runs_dir=runs_dir, iters=iters, seed=seed)
+    if (hosts or hostfile or np_) and WORLD_ENV not in os.environ:
+        sys.exit(_launch(config, options, fresh, hosts, hostfile, np_, backend))
+    result = train(config, log=click.echo, fresh=fresh, **options)
+    if distributed.world_rank() == 0:  # other ranks of a distributed run report nothing
+        if result.stopped != "done":
+            click.echo(f"stopped ({result.stopped}) at step {result.steps}")
+        click.echo(f"train loss {result.first_loss:.3f} -> {result.last_loss:.3f}"
+                   + (f", val loss {result.val_loss:.3f}" if result.val_loss is not None
+                      else ""))
+        click.echo(f"adapter: {result.run_dir}/adapters.safetensors")
+
+
+def _launch(config, options, fresh, hosts, hostfile, np_, backend) -> int:
+    """Preflight every host, then start this same command on every rank through mlx.launch."""
+    cfg = resolve(config, **options)
+    p = launch.plan(hosts, hostfile, np_, backend or cfg["distributed"]["backend"])
+    checks = launch.check_hosts(p, cfg["model"], cfg["data"])
+    for c in checks:
+        click.echo(f"{c.status:4} {c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else ""))
+    if any(c.status == "fail" for c in checks):
+        raise FarolError("preflight failed on a host; nothing was launched")
+    argv = [sys.executable, "-c", RANK_ENTRY, "run"]
+    argv += ["--config", str(config)] if config else []
+    for key, value in options.items():
+        if value is not None:
+            argv += [f"--{'run' if key == 'name' else key.replace('_', '-')}", str(value)]
+    hosts = ", ".join(dict.fromkeys(p.hosts))
+    click.echo(f"launching {p.world_size} ranks ({p.backend}) on {hosts}")
+    return launch.launch(p, argv + (["--fresh"] if fresh else []), log=click.echo)
 
 
 @main.command("preflight")

@@ -21,11 +21,12 @@ from farol_core.dataset import evaluate_loss, load_split, masked_loss
 from farol_core.errors import FarolError
 from farol_core.io import write_json
 from farol_core.model import load_model
-from mlx.utils import tree_flatten, tree_map
+from mlx.utils import tree_flatten, tree_map, tree_unflatten
 from mlx_lm.tuner.trainer import grad_checkpoint
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from farol_train import checkpoint as ckpt
+from farol_train import distributed
 from farol_train.data_order import DataOrder
 from farol_train.guards import MemoryGuard, StopRequest, check_finite
 from farol_train.lora import apply_lora, count_parameters
@@ -36,6 +37,8 @@ from farol_train.packing import packed_loss
 RESUME_KEYS = {"model": None, "data": None, "seed": None, "lora": None,
                "training": ["batch_size", "max_seq_length", "mask_prompt", "pack",
                             "grad_accumulation_steps", "learning_rate", "warmup_steps"]}
+# Why a rank stops, in the order that wins when ranks disagree (see Trainer._agree).
+REASONS = (None, "early_stop", "interrupted", "memory")
 
 
 @dataclass
@@ -80,21 +83,39 @@ def learning_rate_schedule(training: dict):
 def train(config=None, log=print, fresh: bool = False, **overrides) -> TrainResult:
     """Train the adapter a run config describes and write everything to runs/<name>/.
 
-    An existing run resumes from its newest good checkpoint unless `fresh` is true.
+    An existing run resumes from its newest good checkpoint unless `fresh` is true. Started as
+    one of several ranks (`farol-train run --np/--hosts/--hostfile`), it trains its share of
+    every global batch and only rank 0 writes; the others log to stderr.
     """
     cfg = resolve(config, **overrides)
+    group = distributed.world()
+    if group is not None and group.rank() != 0:
+        log = distributed.rank_log(group.rank())
     note = convert_alpha(cfg)
     if note:
         log(note)
-    return Trainer(cfg, log, fresh).run()
+    try:
+        return Trainer(cfg, log, fresh, group).run()
+    except RuntimeError as e:  # how mlx.distributed reports a lost peer
+        if group is None:
+            raise
+        raise FarolError(f"[rank {group.rank()}] {e}: another rank stopped or the network "
+                         "dropped", hint="the last checkpoint is kept; run the same command "
+                                         "again to resume") from None
 
 
 class Trainer:
     """One run: the model, data order, optimizer and counters that a checkpoint saves."""
 
-    def __init__(self, cfg: dict, log, fresh: bool):
+    def __init__(self, cfg: dict, log, fresh: bool, group=None):
         self.cfg, self.log, self.tcfg = cfg, log, cfg["training"]
         self.run_dir = Path(cfg["runs_dir"]) / cfg["name"]
+        self.group, self.stop, self.watchdog = group, StopRequest(), None
+        self.rank = group.rank() if group is not None else 0
+        self.main = self.rank == 0
+        if group is not None:
+            self.watchdog = distributed.Watchdog(self.rank, cfg["distributed"]["timeout_s"],
+                                                 lambda: self.stop.signal_name is not None)
         self._load(cfg)
         self.step, self.val_loss, self.trained, self.wall_offset = 0, None, 0, 0.0
         self.best = {"val_loss": None, "step": None, "evals_without_improvement": 0}
@@ -102,7 +123,11 @@ class Trainer:
         self.resumed_from = self._resume_or_start(fresh)
         self.step_fn = make_step(self.model, self.optimizer, self.tcfg["grad_accumulation_steps"],
                                  self.tcfg["grad_checkpoint"], self.pending,
-                                 packed_loss if self.tcfg["pack"] else masked_loss)
+                                 packed_loss if self.tcfg["pack"] else masked_loss, group)
+
+    def _beat(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.beat()
 
     def _load(self, cfg: dict) -> None:
         tcfg = self.tcfg
@@ -114,6 +139,8 @@ class Trainer:
         self.adapter_config = apply_lora(self.model, cfg["lora"])
         self.order = DataOrder(self.train_set, tcfg["batch_size"], tcfg["max_seq_length"],
                                np.random.default_rng(cfg["seed"]), packed=tcfg["pack"])
+        if self.group is not None:
+            distributed.check_batch(tcfg["batch_size"], self.group.size())
         if tcfg["epochs"]:
             tcfg["iters"] = tcfg["epochs"] * self.order.steps_per_epoch
         self.optimizer = optim.AdamW(learning_rate=learning_rate_schedule(tcfg))
@@ -126,21 +153,48 @@ class Trainer:
                  f"{total:,}); {tcfg['iters']} steps, {self.order.steps_per_epoch} per epoch")
 
     def _resume_or_start(self, fresh: bool) -> int:
+        self._open_logs()
+        self.pending = {"grad": None}
+        found = None if fresh or not self.main else ckpt.load_latest(self.run_dir, warn=self.log)
+        if found is not None:
+            self._check_compatible()
+            self.pending["grad"] = ckpt.restore(found, self.model, self.optimizer)
+        elif self.main:
+            self._clear()
+        state = found.state if found is not None else None
+        if self.group is not None:
+            state = self._share_checkpoint(state)
+        if state is not None:
+            self._restore_state(state)
+            self.log(f"resuming {self.cfg['name']} from "
+                     f"{ckpt.checkpoint_dir(self.run_dir, self.step).name} "
+                     f"(use --fresh to start over)")
+        if self.main:
+            write_json(self.run_dir / "config.json", self.cfg)
+        return self.step
+
+    def _open_logs(self) -> None:
+        if not self.main:  # only rank 0 writes
+            self.metrics = self.steps_log = distributed.NullLog()
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.steps_log = StepLog(self.run_dir / "steps.jsonl")
-        self.pending = {"grad": None}
-        found = None if fresh else ckpt.load_latest(self.run_dir, warn=self.log)
-        if found is None:
-            self._clear()
-        else:
-            self._check_compatible()
-            self.pending["grad"] = ckpt.restore(found, self.model, self.optimizer)
-            self._restore_state(found.state)
-            self.log(f"resuming {self.cfg['name']} from {found.path.name} "
-                     f"(use --fresh to start over)")
-        write_json(self.run_dir / "config.json", self.cfg)
-        return self.step
+
+    def _share_checkpoint(self, state: dict | None) -> dict | None:
+        """Rank 0's checkpoint (state, adapter, optimizer, pending gradient) on every rank, so
+        the other hosts need no copy of the run folder."""
+        group = self.group
+        state = distributed.share_json(state, group)
+        if state is None:
+            return None
+        self.model.load_weights(distributed.share_tree(self.model.trainable_parameters(),
+                                                       group), strict=False)
+        self.optimizer.state = tree_unflatten(distributed.share_tree(self.optimizer.state, group))
+        if distributed.share_json(self.pending["grad"] is not None, group):
+            self.pending["grad"] = tree_unflatten(distributed.share_tree(self.pending["grad"],
+                                                                         group))
+        return state
 
     def _clear(self) -> None:
         shutil.rmtree(self.run_dir / ckpt.CHECKPOINTS, ignore_errors=True)
@@ -192,6 +246,8 @@ class Trainer:
         worst = max((mx.abs(v).max().item() for _, v in
                      tree_flatten(self.model.trainable_parameters())), default=0.0)
         check_finite(worst, self.step, ckpt.latest_step_name(self.run_dir), "an adapter weight")
+        if not self.main:
+            return ckpt.checkpoint_dir(self.run_dir, self.step).name
         folder = ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer,
                                       self.adapter_config, self.state(), self.pending["grad"])
         ckpt.prune(self.run_dir, self.tcfg["keep_checkpoints"], self.best["step"])
@@ -206,27 +262,34 @@ class Trainer:
         guard = MemoryGuard(self.tcfg["memory_fraction"])
         self.model.train()
         try:
-            with StopRequest() as stop, _progress() as bar:
+            with self.stop as stop, _progress(disable=not self.main) as bar:
                 task = bar.add_task("training", total=iters, completed=self.step, loss=np.nan)
                 while self.step < iters and stopped == "done":
                     loss = self._one_step()
                     bar.update(task, advance=1, loss=loss)
                     stopped = self._after_step(stop, guard)
+                    self._beat()
         finally:
             guard.release()
-        ckpt.save_adapter(self.model, self.run_dir, self.adapter_config)
+        if self.main:
+            ckpt.save_adapter(self.model, self.run_dir, self.adapter_config)
+        if self.watchdog is not None:
+            self.watchdog.close()
         return self._result(stopped)
 
     def _one_step(self) -> float:
         self.step += 1
         mx.random.seed(self.cfg["seed"] * 1_000_003 + self.step)
         batch = self.order.next()
+        if self.group is not None:
+            batch = distributed.shard(batch, self.rank, self.group.size())
         tic = time.perf_counter()  # step time, as mlx-lm's trainer counts it: batch excluded
         update = self.step % self.tcfg["grad_accumulation_steps"] == 0
         loss, ntoks = self.step_fn(batch, update)
         self.window.add(loss, ntoks, time.perf_counter() - tic)
         check_finite(loss, self.step, ckpt.latest_step_name(self.run_dir))
         self.steps_log.write(self.step, loss, ntoks)
+        self._beat()
         return loss
 
     def _after_step(self, stop: StopRequest, guard: MemoryGuard) -> str:
@@ -241,19 +304,29 @@ class Trainer:
         rss = guard.exceeded()
         reason = ("interrupted" if stop.signal_name else "memory" if rss is not None
                   else "early_stop" if self._patience_out() else None)
+        if self.group is not None:
+            reason = self._agree(reason)
         if reason or improved or last or self.step % self.tcfg["save_every"] == 0:
             saved = self.save()
         if reason == "memory":
             raise guard.error(rss, self.step, saved)
         if reason == "interrupted":
-            self.log(f"{stop.signal_name}: saved {saved} at step {self.step}. Resume with "
-                     f"`invoke train --run {self.cfg['name']}` (or the same farol-train run "
-                     "command); add --fresh to start over.")
+            self.log(f"{stop.signal_name or 'stop'}: saved {saved} at step {self.step}. "
+                     f"Resume with `invoke train --run {self.cfg['name']}` (or the same "
+                     "farol-train run command); add --fresh to start over.")
         if reason == "early_stop":
             self.log(f"early stop at step {self.step}: no better validation loss in "
                      f"{self.tcfg['patience']} evaluations (best {self.best['val_loss']:.4f} at "
                      f"step {self.best['step']}, in {self.run_dir / ckpt.BEST_DIR})")
         return reason or "done"
+
+    def _agree(self, reason: str | None) -> str | None:
+        """Every rank stops at the same step: the strongest reason any rank has wins."""
+        top = REASONS[distributed.any_rank(REASONS.index(reason), self.group)]
+        if top == reason or reason == "memory":
+            return reason
+        self.log(f"stopping at step {self.step}: another rank stopped ({top})")
+        return "interrupted" if top == "memory" else top
 
     def _patience_out(self) -> bool:
         patience = self.tcfg["patience"]
@@ -270,7 +343,8 @@ class Trainer:
             best["evals_without_improvement"] += 1
             return False
         self.best = {"val_loss": self.val_loss, "step": self.step, "evals_without_improvement": 0}
-        ckpt.save_best(self.model, self.run_dir, self.adapter_config, self.step, self.val_loss)
+        if self.main:
+            ckpt.save_best(self.model, self.run_dir, self.adapter_config, self.step, self.val_loss)
         return True
 
     def _result(self, stopped: str) -> TrainResult:
@@ -280,10 +354,11 @@ class Trainer:
 
 
 def make_step(model, optimizer, accumulation: int, checkpointing: bool, pending: dict,
-              loss=masked_loss):
+              loss=masked_loss, group=None):
     """A compiled step: forward, backward and, every `accumulation` calls, an update.
 
     `pending["grad"]` holds the gradient summed since the last update (a checkpoint saves it).
+    With a distributed `group`, loss, tokens and gradient are those of the whole global batch.
     """
     if checkpointing:
         grad_checkpoint(model.layers[0])  # patches the block class, so every block recomputes
@@ -293,6 +368,8 @@ def make_step(model, optimizer, accumulation: int, checkpointing: bool, pending:
     @partial(mx.compile, inputs=state, outputs=state)
     def compiled(batch, previous, update):
         (value, ntoks), grad = loss_and_grad(model, *batch)
+        if group is not None:
+            value, ntoks, grad = distributed.combine(value, ntoks, grad, group)
         if previous is not None:
             grad = tree_map(lambda a, b: a + b, grad, previous)
         if update:  # a Python bool: compiled once for each value
@@ -355,7 +432,8 @@ class Window:
         return row
 
 
-def _progress() -> Progress:
+def _progress(disable: bool = False) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.completed}/{task.total}"),
-                    TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn())
+                    TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
+                    disable=disable)
