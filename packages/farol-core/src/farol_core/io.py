@@ -66,8 +66,18 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
         if out.exists():
             out.rename(staging / "old")  # the old folder stays until the new one is in place
         (staging / "new").rename(out)
+        fsync_dir(out.parent)  # the rename itself survives a power cut
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Flush a folder's entries (new names, renames) to disk."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import mlx.core as mx
 from farol_core.errors import FarolError
-from farol_core.io import write_json
+from farol_core.io import fsync_dir, staged_dir, write_json
 from mlx.utils import tree_flatten, tree_unflatten
 
 ADAPTER_FILE = "adapters.safetensors"
@@ -61,14 +61,11 @@ def save_checkpoint(run_dir: Path, model, optimizer, adapter_config: dict, state
     """Write a complete checkpoint for `state["step"]`; on any failure (a full disk) remove the
     partial folder, leave earlier checkpoints untouched, and raise FarolError."""
     final = checkpoint_dir(run_dir, state["step"])
-    tmp = final.parent / f".{final.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        tmp.mkdir(parents=True)
-        _write_contents(tmp, model, optimizer, adapter_config, state, pending_grad)
-        _swap_into_place(tmp, final)
+        with staged_dir(final, force=True) as tmp:
+            tmp.mkdir()
+            _write_contents(tmp, model, optimizer, adapter_config, state, pending_grad)
     except (OSError, RuntimeError) as e:  # mlx reports a failed write as RuntimeError
-        shutil.rmtree(tmp, ignore_errors=True)
         previous = latest_step_name(run_dir)
         raise FarolError(
             f"could not save the checkpoint for step {state['step']}: {e}",
@@ -87,32 +84,13 @@ def _write_contents(folder: Path, model, optimizer, adapter_config, state, pendi
     write_json(folder / STATE_FILE, state)
     files = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     write_json(folder / MANIFEST, {name: _fingerprint(folder / name) for name in files})
-    _fsync_dir(folder)
-
-
-def _swap_into_place(tmp: Path, final: Path) -> None:
-    """Rename the finished folder into place; an older folder of the same step goes last."""
-    old = final.parent / f".{final.name}.old"
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-    shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(folder)
 
 
 def _save_arrays(path: Path, arrays: dict) -> None:
     mx.save_safetensors(str(path), arrays)
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fingerprint(path: Path) -> dict:
