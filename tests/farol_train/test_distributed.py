@@ -14,11 +14,11 @@ import numpy as np
 import psutil
 import pytest
 from farol_core.errors import FarolError
+from farol_core.io import read_log
 from farol_train import checkpoint as ckpt
 from farol_train import train
 from farol_train.distributed import WATCHDOG_EXIT
 from farol_train.launch import check_hosts, differences, fingerprint, launch, launch_command, plan
-from farol_train.metrics import read_rows
 
 CLI = "from farol_train.cli import main; main()"
 # Global batch 4 (2 rows a rank), accumulation 2 so a checkpoint can hold a pending gradient.
@@ -43,7 +43,7 @@ def command(tmp, *extra) -> list[str]:
 
 
 def steps(run_dir) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_rows(run_dir / "steps.jsonl")}
+    return {r["step"]: r["loss"] for r in read_log(run_dir / "steps.jsonl")}
 
 
 def assert_same_run(run_dir, other_dir) -> None:
@@ -82,7 +82,7 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(one_process, two
     assert "[rank 1]" in done.stderr and "[rank 1]" not in done.stdout  # rank 1 logs to stderr
     assert done.stdout.count("adapter:") == 1  # only rank 0 reports
     # only rank 0 wrote: one row per step, one metrics row per report
-    assert len(read_rows(run_dir / "metrics.jsonl")) == RUN["training"]["iters"] // 2
+    assert len(read_log(run_dir / "metrics.jsonl")) == RUN["training"]["iters"] // 2
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 from farol_core.errors import FarolError
+from farol_core.io import read_log
 from farol_train import checkpoint as ckpt
 from farol_train import train
-from farol_train.metrics import read_rows
 
 # Small and fast (about 0.1 s a step): one adapted layer, short sequences, accumulation 2 so a
 # checkpoint can fall between two updates and must carry the pending gradient.
@@ -33,7 +33,7 @@ def quick(tiny_4bit, processed, runs, name="quick", **training) -> dict:
 
 
 def step_losses(run_dir) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_rows(run_dir / "steps.jsonl")}
+    return {r["step"]: r["loss"] for r in read_log(run_dir / "steps.jsonl")}
 
 
 def adapter(path) -> dict:
@@ -56,7 +56,7 @@ def _start(config_path, cwd):
 def _wait_for_step(proc, steps_file, step: int) -> None:
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        rows = read_rows(steps_file)
+        rows = read_log(steps_file)
         if rows and rows[-1]["step"] >= step:
             return
         time.sleep(0.01)
@@ -90,7 +90,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(reference, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_allclose(np.array(a[k]), np.array(b[k]), atol=1e-5)
-    rows = read_rows(run_dir / "metrics.jsonl")
+    rows = read_log(run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12, 14]
 
 
@@ -100,7 +100,7 @@ def test_checkpoints_keep_the_last_k_and_the_best(reference):
     best = json.loads((ref.run_dir / "adapters" / "best.json").read_text())
     kept = {f"step-{s:07d}" for s in (12, 14)} | {f"step-{best['step']:07d}"}
     assert set(names) == kept
-    assert best["val_loss"] == min(r["val_loss"] for r in read_rows(ref.run_dir / "metrics.jsonl")
+    assert best["val_loss"] == min(r["val_loss"] for r in read_log(ref.run_dir / "metrics.jsonl")
                                    if r["val_loss"] is not None)
     folder = ckpt.checkpoint_dir(ref.run_dir, 14)
     assert ckpt.verify(folder) is None
@@ -218,7 +218,7 @@ def test_epochs_early_stopping_and_alpha(tiny_4bit, processed, tmp_path):
     assert "note: lora.alpha 16 with rank 4 is lora.scale 4 in mlx-lm's terms" in logs
     saved = json.loads((result.run_dir / "adapter_config.json").read_text())
     assert saved["lora_parameters"]["scale"] == 4.0
-    assert read_rows(result.run_dir / "steps.jsonl")[-1]["step"] == 6
+    assert read_log(result.run_dir / "steps.jsonl")[-1]["step"] == 6
 
     # A learning rate too small to move float32 weights: the validation loss never improves.
     flat = quick(tiny_4bit, processed, tmp_path, name="flat", learning_rate=1e-30,

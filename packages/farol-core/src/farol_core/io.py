@@ -117,3 +117,23 @@ def atomic_write_lines(path: str | Path, lines: Iterable[str]) -> int:
         for count, line in enumerate(lines, start=1):  # noqa: B007 (the count is returned)
             f.write(line)
     return count
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The complete rows of an append-only JSON Lines log ([] if it does not exist yet).
+
+    A last line without its newline is still being written, or was cut by a crash, so it is
+    left out; a complete line that is not JSON is damage and raises, naming file:line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(True), 1):
+        if not line.endswith("\n") or not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise FarolError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    return rows

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from farol_core.errors import FarolError
+from farol_core.io import read_log
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -11,18 +11,7 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
     A line still being written has no newline yet, so it is left for the next read.
     """
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(True), 1):
-        if not line.endswith("\n") or not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise FarolError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-    return rows
+    return read_log(Path(run_dir) / "metrics.jsonl")
 
 
 def total_iters(run_dir: str | Path) -> int | None:

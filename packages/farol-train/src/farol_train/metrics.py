@@ -9,7 +9,7 @@ import io
 import json
 from pathlib import Path
 
-from farol_core.io import atomic_write_text
+from farol_core.io import atomic_write_text, read_log
 
 COLUMNS = ["step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second",
            "iterations_per_second", "trained_tokens", "peak_memory_gb", "wall_time_s"]
@@ -33,7 +33,7 @@ class MetricsLog:
 
     def keep_until(self, step: int) -> None:
         """Drop rows after `step` from both files (resume) and remember the kept ones."""
-        self.rows = [r for r in read_rows(self.path) if r["step"] <= step]
+        self.rows = [r for r in read_log(self.path) if r["step"] <= step]
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
         atomic_write_text(self.csv_path, _csv_text(self.rows, header=True))
 
@@ -49,21 +49,10 @@ class StepLog:
             f.write(json.dumps({"step": step, "loss": loss, "tokens": tokens}) + "\n")
 
     def keep_until(self, step: int) -> None:
-        rows = [r for r in read_rows(self.path) if r["step"] <= step]
+        rows = [r for r in read_log(self.path) if r["step"] <= step]
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def read_rows(path: Path) -> list[dict]:
-    """Rows of a JSON Lines log; a line cut by a crash (the last one) is ignored."""
-    if not Path(path).is_file():
-        return []
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
 
 
 def _csv_text(rows: list[dict], header: bool) -> str:
