@@ -167,6 +167,49 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_0(sig, tiny_4bit, proces
     assert ckpt.load_latest(tmp_path / "runs" / "quick").step == step
 
 
+# The CLI with a model load that takes a minute, as a 7B one can on a Mac; it touches the file
+# named by its first argument when loading starts, so the test knows when to press Ctrl+C.
+SLOW_LOAD_CLI = """
+import sys, time
+from pathlib import Path
+import farol_train.loop as loop
+started, real = Path(sys.argv.pop(1)), loop.load_model
+def slow_load(*args, **kwargs):
+    started.touch()
+    time.sleep(60)
+    return real(*args, **kwargs)
+loop.load_model = slow_load
+from farol_train.cli import main
+main()
+"""
+
+
+def _tree(folder) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_ctrl_c_while_loading_exits_130_and_leaves_the_run_as_it_was(reference, tmp_path):
+    ref, config = reference
+    shutil.copytree(ref.run_dir, tmp_path / "quick")
+    before = _tree(tmp_path / "quick")
+    config_path, started = tmp_path / "run.json", tmp_path / "loading"
+    config_path.write_text(json.dumps({**config, "runs_dir": str(tmp_path)}))
+    # Background jobs inherit SIGINT ignored; a terminal's Ctrl+C arrives with the default.
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_LOAD_CLI, str(started), "run",
+                             "--config", str(config_path)], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out
+    assert "interrupted: stopped while loading, before the first step" in out
+    assert _tree(tmp_path / "quick") == before
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_4bit, processed, tmp_path):
     config = quick(tiny_4bit, processed, tmp_path, learning_rate=1e9, grad_accumulation_steps=1,
                    save_every=1, iters=50)

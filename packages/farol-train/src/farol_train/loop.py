@@ -18,7 +18,7 @@ import mlx.optimizers as optim
 import numpy as np
 from farol_core.config import load_config, merge
 from farol_core.dataset import evaluate_loss, load_split, masked_loss
-from farol_core.errors import FarolError
+from farol_core.errors import FarolError, Interrupted
 from farol_core.io import write_json
 from farol_core.model import load_model
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
@@ -95,13 +95,22 @@ def train(config=None, log=print, fresh: bool = False, **overrides) -> TrainResu
     if note:
         log(note)
     try:
-        return Trainer(cfg, log, fresh, group).run()
+        return _load(cfg, log, fresh, group).run()
     except RuntimeError as e:  # how mlx.distributed reports a lost peer
         if group is None:
             raise
         raise FarolError(f"[rank {group.rank()}] {e}: another rank stopped or the network "
                          "dropped", hint="the last checkpoint is kept; run the same command "
                                          "again to resume") from None
+
+
+def _load(cfg: dict, log, fresh: bool, group) -> "Trainer":
+    try:
+        return Trainer(cfg, log, fresh, group)
+    except KeyboardInterrupt:  # before the first step: nothing to save, no checkpoint touched
+        raise Interrupted("stopped while loading, before the first step; the run's checkpoints "
+                          "are as they were",
+                          hint="run the same command again to start or resume") from None
 
 
 class Trainer:
