@@ -5,7 +5,7 @@ import numpy as np
 from farol_core.dataset import collate, load_split, masked_loss
 from farol_core.model import load_model
 from farol_train import train
-from farol_train.packing import collate_packed, pack, packed_loss
+from farol_train.packing import collate_packed, pack, packed_loss, real_token_share
 
 
 def test_packed_loss_equals_the_examples_scored_alone(tiny_4bit, processed):
@@ -36,3 +36,11 @@ def test_a_packed_run_trains_and_resumes(tiny_4bit, processed, tmp_path):
     more = train(config, iters=6, log=lambda _: None)
     assert more.resumed_from == 4 and more.steps == 6
     assert mx.load(str(tmp_path / "packed" / "adapters.safetensors"))
+
+
+def test_real_token_share_of_padded_batches_and_packed_rows():
+    examples = [(list(range(n)), 0) for n in (10, 20, 30, 40)]
+    share = real_token_share(examples, batch_size=2, max_seq_length=64)
+    # batches [10, 20] padded to 32 and [30, 40] padded to 64; rows {40, 20} and {30, 10} of 64
+    assert share["unpacked"] == 100 / (2 * 32 + 2 * 64)
+    assert share["packed"] == 100 / (2 * 64)

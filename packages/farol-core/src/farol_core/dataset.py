@@ -70,10 +70,16 @@ def batch_order(examples: list[Example], batch_size: int,
     return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
 
 
+def padded_width(lengths: list[int], max_seq_length: int) -> int:
+    """Columns of a padded batch: its longest example rounded up to PAD_MULTIPLE, so the
+    compiled step sees few distinct shapes."""
+    return min(PAD_MULTIPLE * -(-max(lengths) // PAD_MULTIPLE), max_seq_length)
+
+
 def collate(examples: list[Example], max_seq_length: int) -> tuple[mx.array, mx.array]:
     """Pad a batch. Returns tokens [B, L] and (offset, length) pairs [B, 2]."""
     lengths = [min(len(t), max_seq_length) for t, _ in examples]
-    width = min(PAD_MULTIPLE * -(-max(lengths) // PAD_MULTIPLE), max_seq_length)
+    width = padded_width(lengths, max_seq_length)
     arr = np.zeros((len(examples), width), np.int32)
     for row, ((tokens, _), n) in enumerate(zip(examples, lengths, strict=True)):
         arr[row, :n] = tokens[:n]

@@ -86,8 +86,9 @@ def random_weights(config: dict, seed: int = 0) -> dict[str, mx.array]:
 
 
 def create_tiny_model(out_dir: str | Path, texts: Iterable[str], vocab_size: int = 1024,
-                      seed: int = 0, force: bool = False) -> Path:
-    """Write the tiny model in Hugging Face layout to `out_dir` and return the path.
+                      seed: int = 0, force: bool = False, shape: dict | None = None) -> Path:
+    """Write the tiny model (or one of another `shape`, TINY_SHAPE's keys) in Hugging Face
+    layout to `out_dir` and return the path.
 
     The folder appears whole or not at all (see `farol_core.io.staged_dir`).
     """
@@ -95,7 +96,7 @@ def create_tiny_model(out_dir: str | Path, texts: Iterable[str], vocab_size: int
         tmp.mkdir()
         tok = train_tokenizer(texts, vocab_size)
         tok.save(str(tmp / "tokenizer.json"))
-        config = model_config(tok.get_vocab_size())
+        config = model_config(tok.get_vocab_size(), shape)
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2))
         mx.save_safetensors(str(tmp / "model.safetensors"), random_weights(config, seed),
