@@ -205,6 +205,19 @@ def preflight(c, config=str(DEMO_CONFIG), model=None, data=None):
         sys.exit(1)
 
 
+@task(help={"grid": "Points to measure: tiny (CPU, about 90 s) or mistral-7b (a GPU, or a Mac "
+                    "with 32 GB).",
+            "write": "Save the refitted coefficients for this machine's backend."})
+@exit_on_error
+def calibrate(c, grid="tiny", write=False):
+    """Measure training peaks on a grid and refit the memory model for this machine's backend."""
+    from farol_core.device import backend
+    from farol_train.calibrate import calibrate as run_calibrate
+    from farol_train.calibrate import default_file
+
+    run_calibrate(grid, backend(), default_file() if write else None)
+
+
 @task(help={"run": "Run name.", "model": "Base model folder.", "out": "Output folder.",
             "gguf": "Also write OUT/model.gguf (float16).", "dequantize": "Float weights."})
 @exit_on_error

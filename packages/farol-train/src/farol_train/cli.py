@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 import yaml
+from farol_core.device import backend
 from farol_core.errors import FarolError, exit_on_error
 from farol_core.io import atomic_write_text
 
-from farol_train import distributed, launch
+from farol_train import calibrate, distributed, launch
 from farol_train.distributed import WORLD_ENV
 from farol_train.fuse import fuse
 from farol_train.loop import resolve, train
@@ -102,6 +103,29 @@ def preflight_cmd(config, model, data):
     """Check versions, device, memory, disk, data and model; exit 1 on any fail."""
     if not report(resolve(config, model=model, data=data)):
         sys.exit(1)
+
+
+@main.command("calibrate")
+@click.option("--grid", "grid_name", type=click.Choice(list(calibrate.GRIDS)), default="tiny",
+              show_default=True, help="Points to measure: tiny models (CPU, about a minute) or "
+                                      "the Mistral-7B shape (a GPU or a Mac with 32 GB).")
+@click.option("--write", is_flag=True, help="Save the refitted coefficients for this backend.")
+@click.option("--out", type=click.Path(), default=None,
+              help="Calibration file to write (default: the one the memory model reads).")
+@click.option("--from", "recorded", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Refit the points this calibration file records instead of measuring.")
+@click.option("--backend", "backend_name", type=click.Choice(["cpu", "cuda", "metal"]),
+              default=None, help="Backend to calibrate (default: this machine's).")
+@exit_on_error
+def calibrate_cmd(grid_name, write, out, recorded, backend_name):
+    """Measure training peaks on a grid and refit the memory model for this backend."""
+    here = backend()
+    if backend_name not in (None, here) and recorded is None:
+        raise FarolError(f"this machine runs MLX on {here}; it cannot measure {backend_name}",
+                         hint="measure on that machine, or refit recorded points with --from")
+    target = out or (calibrate.default_file() if write else None)
+    calibrate.calibrate(grid_name, backend_name or here, target, log=click.echo,
+                        recorded=recorded)
 
 
 @main.command("configure")

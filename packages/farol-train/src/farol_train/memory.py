@@ -4,7 +4,7 @@ The estimate adds up what a QLoRA step keeps alive: the (quantized) base weights
 weights with their gradient, AdamW moments and any accumulated gradient, the activations kept for
 the backward pass through the adapted blocks, and the logits. The activation and logits terms
 carry coefficients fitted to `mx.get_peak_memory()` measurements, kept per backend in
-`memory_calibration.json` (cpu measured by `measure_peak`; cuda from reference figures).
+`memory_calibration.json` by `farol_train.calibrate` (cpu measured; cuda from reference figures).
 """
 
 import json
@@ -100,9 +100,11 @@ def load_calibration(backend: str) -> dict:
     return table[backend]
 
 
-def estimate(shape: Shape, lora: dict, training: dict, backend: str = "cpu") -> dict:
-    """Estimated peak bytes of one training step, by component, with the total."""
-    cal = load_calibration(backend)
+def estimate(shape: Shape, lora: dict, training: dict, backend: str = "cpu",
+             calibration: dict | None = None) -> dict:
+    """Estimated peak bytes of one training step, by component, with the total; `calibration`
+    replaces `backend`'s fitted coefficients (see farol_train.calibrate)."""
+    cal = calibration or load_calibration(backend)
     batch, seq = training["batch_size"], training["max_seq_length"]
     tokens, layers = batch * seq, min(lora["num_layers"], shape.layers)
     copies = 4 + (training.get("grad_accumulation_steps", 1) > 1)  # weight, grad, m, v, pending
@@ -144,25 +146,28 @@ def measure_peak(shape: Shape, lora: dict, training: dict, steps: int = 2) -> in
 
 def _measure_here(spec: dict) -> int:
     import mlx.core as mx
-    import mlx.nn as nn
     import mlx.optimizers as optim
+    from farol_core.shapes import build_quantized
+    from farol_core.tiny import model_config
     from mlx_lm.models import llama  # mlx-lm runs mistral checkpoints on its llama model
 
     from farol_train.loop import make_step
     from farol_train.lora import apply_lora
 
     s = Shape(**spec["shape"])
-    args = llama.ModelArgs(
-        model_type="mistral", hidden_size=s.hidden, num_hidden_layers=s.layers,
-        intermediate_size=s.intermediate, num_attention_heads=s.heads,
-        num_key_value_heads=s.kv_heads, head_dim=s.head_dim, vocab_size=s.vocab,
-        rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=s.tied)
-    model = llama.Model(args)
+    hf = {"hidden_size": s.hidden, "num_hidden_layers": s.layers, "intermediate_size":
+          s.intermediate, "num_attention_heads": s.heads, "num_key_value_heads": s.kv_heads,
+          "head_dim": s.head_dim}
     dtype = {4: mx.float32, 2: mx.float16}[s.dtype_bytes]
-    model.set_dtype(dtype)
     if s.bits:
-        nn.quantize(model, group_size=s.group_size, bits=s.bits)
+        model = build_quantized(hf, s.vocab, s.bits, s.group_size, dtype)
+    else:
+        model = llama.Model(llama.ModelArgs.from_dict(model_config(s.vocab, hf)))
+        model.set_dtype(dtype)
     mx.eval(model.parameters())
+    # Count what training holds, as after loading a converted model: not the float weights that
+    # existed for a moment while the random model was quantized.
+    mx.reset_peak_memory()
     apply_lora(model, {"dropout": 0.0, "scale": 20.0, "keys": None, **spec["lora"]})
     t = spec["training"]
     accumulation = t.get("grad_accumulation_steps", 1)

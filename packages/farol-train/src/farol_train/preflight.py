@@ -15,6 +15,7 @@ from pathlib import Path
 import mlx.core as mx
 import psutil
 from farol_core.dataset import read_messages
+from farol_core.device import backend
 from farol_core.errors import FarolError
 from rich.console import Console
 from rich.table import Table
@@ -33,15 +34,6 @@ class Check:
     status: str  # pass | warn | fail
     detail: str
     fix: str = ""
-
-
-def backend() -> str:
-    """metal, cuda or cpu: where MLX runs by default here."""
-    if mx.metal.is_available():
-        return "metal"
-    if hasattr(mx, "cuda") and mx.cuda.is_available():
-        return "cuda"
-    return "cpu"
 
 
 def memory_budget(cfg: dict) -> int:

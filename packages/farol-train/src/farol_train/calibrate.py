@@ -1,0 +1,235 @@
+"""Calibrate the memory model: measure real training peaks on a grid, fit the coefficients.
+
+Each point of a grid is a model shape and a training setting. `measure` trains two steps of
+each in a fresh process (`memory.measure_peak`); `fit` finds the activation and logits
+coefficients that make `memory.estimate` closest to those peaks in relative error; `save` writes
+them, with the points they were fitted on, into a calibration file under the device's backend.
+
+For a given `checkpointed_block` (how many blocks' activations gradient checkpointing holds at
+once during recomputation) the estimate is linear in the other coefficients, so the fit is one
+linear least-squares solve per value of it on a scan, keeping the best.
+"""
+
+import json
+import platform
+from dataclasses import asdict, astuple, dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from farol_core.device import facts
+from farol_core.errors import FarolError
+from farol_core.io import atomic_write_text
+
+from farol_train.memory import Shape, estimate, load_calibration, measure_peak
+
+LINEAR = ("hidden", "intermediate", "attention", "logits", "overhead_bytes")
+FITTED = (*LINEAR, "checkpointed_block")
+CHECKPOINTED_SCAN = [i / 20 for i in range(81)]  # 0 to 4 blocks' activations, in twentieths
+
+
+@dataclass
+class Point:
+    """One grid point: a shape and a training setting, and its peak bytes once measured."""
+
+    shape: Shape
+    lora_layers: int
+    batch: int
+    seq: int
+    checkpoint: bool
+    measured: int | None = None
+
+    @property
+    def lora(self) -> dict:
+        return {"num_layers": self.lora_layers, "rank": 8}
+
+    @property
+    def training(self) -> dict:
+        return {"batch_size": self.batch, "max_seq_length": self.seq,
+                "grad_checkpoint": self.checkpoint}
+
+    def label(self) -> str:
+        s = self.shape
+        return (f"{s.hidden}/{s.layers}/{s.intermediate}/{s.vocab} lora {self.lora_layers} "
+                f"{self.batch}x{self.seq}{' ckpt' if self.checkpoint else ''}")
+
+
+def _tiny(h, layers, mlp, heads, head_dim, vocab) -> Shape:
+    return Shape(h, layers, mlp, heads, 2, head_dim, vocab, dtype_bytes=4, bits=4, group_size=64)
+
+
+_T = [_tiny(128, 4, 256, 4, 32, 1024), _tiny(256, 4, 512, 4, 64, 2048),
+      _tiny(256, 4, 896, 4, 64, 1536), _tiny(384, 3, 640, 6, 64, 1024),
+      _tiny(512, 6, 1024, 8, 64, 4096)]
+MISTRAL_7B = Shape(4096, 32, 14336, 32, 8, 128, 32000, dtype_bytes=2, bits=4, group_size=64)
+
+GRIDS = {
+    # Small random models in float32: seconds per point on a CPU.
+    "tiny": [Point(_T[0], 2, 2, 64, False), Point(_T[0], 4, 8, 128, False),
+             Point(_T[0], 4, 4, 256, True), Point(_T[1], 2, 2, 96, False),
+             Point(_T[1], 4, 4, 192, False), Point(_T[1], 4, 2, 256, True),
+             Point(_T[2], 3, 1, 192, True), Point(_T[2], 2, 8, 64, False),
+             Point(_T[2], 4, 2, 128, False), Point(_T[3], 3, 2, 64, False),
+             Point(_T[3], 3, 4, 128, True), Point(_T[3], 2, 1, 256, False),
+             Point(_T[4], 4, 2, 128, False), Point(_T[4], 6, 1, 256, True),
+             Point(_T[4], 2, 4, 64, False)],
+    # The Mistral-7B-v0.1 shape in 4 bits: the settings of the H100 reference figures
+    # (shared/gpu/README.md). Needs about 25 GB of device memory and a GPU's speed.
+    "mistral-7b": [Point(MISTRAL_7B, 16, 2, 512, False), Point(MISTRAL_7B, 16, 2, 512, True),
+                   Point(MISTRAL_7B, 8, 2, 512, False), Point(MISTRAL_7B, 32, 1, 512, False),
+                   Point(MISTRAL_7B, 32, 2, 512, True), Point(MISTRAL_7B, 16, 4, 512, True),
+                   Point(MISTRAL_7B, 16, 1, 2048, True)],
+}
+
+
+def calibrate(grid_name: str, backend: str, out: str | Path | None = None, log=print,
+              recorded: str | Path | None = None) -> dict:
+    """Measure a grid on this machine (or take the points `recorded` for `backend` in a
+    calibration file), show the estimate's error with `backend`'s current coefficients and with
+    refitted ones, and save the refit to `out` when given."""
+    current = load_calibration(backend)
+    if recorded is not None:
+        points = recorded_points(recorded, backend)
+        log(f"refitting {len(points)} points recorded for {backend} in {recorded}")
+    else:
+        points = grid(grid_name)
+        log(f"measuring {len(points)} points of the {grid_name} grid on {backend}, one process "
+            "each (hidden/layers/MLP/vocab, LoRA layers, batch x tokens)")
+        measure(points, lambda p: log(f"  {p.label():42} {p.measured / 1e6:10.1f} MB"))
+    refit = fit(points, current)
+    log(f"{'point':44} {'measured':>10} {'now':>7} {'refit':>7}")
+    for p, now, new in zip(points, errors(points, current), errors(points, refit), strict=True):
+        log(f"  {p.label():42} {p.measured / 1e6:7.1f} MB {now:+7.1%} {new:+7.1%}")
+    worst_now, worst_new = (max(abs(e) for e in errors(points, c)) for c in (current, refit))
+    log(f"largest error: {worst_now:.1%} with the current {backend} coefficients, "
+        f"{worst_new:.1%} refitted: " + ", ".join(f"{k} {refit[k]}" for k in FITTED))
+    if out is not None:
+        measured_on = (_entry(recorded, backend).get("measured_on", "not recorded")
+                       if recorded is not None else machine())
+        save(out, backend, refit, points, measured_on)
+        log(f"saved the {backend} calibration to {out}")
+    return refit
+
+
+def grid(name: str) -> list[Point]:
+    """Fresh, unmeasured copies of a named grid."""
+    if name not in GRIDS:
+        raise FarolError(f"no calibration grid {name!r}", hint=f"known: {', '.join(GRIDS)}")
+    return [Point(p.shape, p.lora_layers, p.batch, p.seq, p.checkpoint) for p in GRIDS[name]]
+
+
+def measure(points: list[Point], on_point=None) -> list[Point]:
+    """Measure each point's peak in its own process; `on_point(point)` after each."""
+    for point in points:
+        point.measured = measure_peak(point.shape, point.lora, point.training)
+        if on_point is not None:
+            on_point(point)
+    return points
+
+
+def fit(points: list[Point], base: dict) -> dict:
+    """`base` calibration with its FITTED coefficients and `overhead_bytes` refitted to the
+    measured `points`, by least squares on relative error."""
+    directions = _directions(points, base)
+    if len(points) < len(directions) + 2:
+        raise FarolError(f"the fit needs at least {len(directions) + 2} measured points, got "
+                         f"{len(points)}")
+    scan = [_fit_non_negative(points, base, directions, g) for g in CHECKPOINTED_SCAN]
+    return min(scan, key=lambda cal: sum(e * e for e in errors(points, cal)))
+
+
+def _fit_non_negative(points: list[Point], base: dict, directions: list[dict],
+                      checkpointed_block: float) -> dict:
+    # A negative coefficient fits noise, not memory: keep base's value for it and refit the rest.
+    while True:
+        fitted = _fit_linear(points, base, directions, checkpointed_block)
+        negative = [d for d in directions if any(fitted[k] < 0 for k in d)]
+        if not negative:
+            return fitted
+        directions = [d for d in directions if d not in negative]
+
+
+def _directions(points: list[Point], base: dict) -> list[dict]:
+    if len({astuple(p.shape) for p in points}) > 1:
+        return [{k: 1.0} for k in LINEAR]
+    # Points of one shape cannot tell the hidden-width term from the MLP-width term (both grow
+    # with tokens x layers alike): fit them as one, in base's proportion.
+    return [{"hidden": base["hidden"], "intermediate": base["intermediate"]},
+            *({k: 1.0} for k in LINEAR[2:])]
+
+
+def _fit_linear(points: list[Point], base: dict, directions: list[dict],
+                checkpointed_block: float) -> dict:
+    # With checkpointed_block fixed, the estimate is linear in the other coefficients: probe
+    # each direction alone and solve for all of them at once.
+    zero = {**base, **{k: 0.0 for d in directions for k in d},
+            "checkpointed_block": checkpointed_block}
+    if not directions:
+        return zero
+    rows, rhs = [], []
+    for p in points:
+        fixed = _total(p, zero)
+        rows.append([(_total(p, {**zero, **d}) - fixed) / p.measured for d in directions])
+        rhs.append((p.measured - fixed) / p.measured)
+    weights = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)[0]
+    fitted = dict(zero)
+    for w, d in zip(weights, directions, strict=True):
+        for k, v in d.items():
+            fitted[k] = round(fitted[k] + float(w) * v, 4)
+    fitted["overhead_bytes"] = round(fitted["overhead_bytes"])
+    return fitted
+
+
+def errors(points: list[Point], calibration: dict) -> list[float]:
+    """Relative error of the estimate at each measured point: (estimate - measured) / measured."""
+    return [(_total(p, calibration) - p.measured) / p.measured for p in points]
+
+
+def _total(point: Point, calibration: dict) -> int:
+    return estimate(point.shape, point.lora, point.training, calibration=calibration)["total"]
+
+
+def recorded_points(path: str | Path, backend: str) -> list[Point]:
+    """The measured points a calibration file records for `backend` (see `save`)."""
+    rows = _entry(path, backend).get("points")
+    if not rows:
+        raise FarolError(f"{path} records no measured points for {backend}",
+                         hint="measure them with `farol-train calibrate`")
+    fields = ("lora_layers", "batch", "seq", "checkpoint", "measured")
+    return [Point(Shape(**{k: v for k, v in r.items() if k not in fields}),
+                  **{k: r[k] for k in fields}) for r in rows]
+
+
+def _entry(path: str | Path, backend: str) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8")).get(backend, {})
+
+
+def machine() -> str:
+    """This machine in a line: the mlx version, the device and the OS."""
+    f = facts()
+    return f"mlx {f['mlx']} on {f['device_name'] or f['device']} ({platform.system()})"
+
+
+def default_file() -> Path:
+    """The calibration file the memory model reads (inside the farol_train package)."""
+    return Path(str(resources.files("farol_train").joinpath("memory_calibration.json")))
+
+
+def save(path: str | Path, backend: str, calibration: dict, points: list[Point],
+         measured_on: str) -> None:
+    """Write `calibration` for `backend` into the calibration file at `path`, atomically,
+    keeping the other backends, with a source line, where the points were measured
+    (`measured_on`, see `machine`) and the points themselves."""
+    path = Path(path)
+    table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    worst = max(abs(e) for e in errors(points, calibration))
+    entry = {k: v for k, v in calibration.items() if k not in ("source", "points")}
+    entry["source"] = (f"fitted by farol_train.calibrate to mx.get_peak_memory() of 2 training "
+                       f"steps, one point per process, {len(points)} points; largest error "
+                       f"{worst:.1%}")
+    entry["measured_on"] = measured_on
+    entry["points"] = [{**asdict(p.shape), "lora_layers": p.lora_layers, "batch": p.batch,
+                        "seq": p.seq, "checkpoint": p.checkpoint, "measured": p.measured}
+                       for p in points]
+    table[backend] = entry
+    atomic_write_text(path, json.dumps(table, indent=2) + "\n")

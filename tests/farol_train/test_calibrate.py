@@ -1,0 +1,70 @@
+"""Calibrating the memory model: the fit, the shipped file, and the command."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from farol_core.device import backend
+from farol_train import calibrate
+from farol_train.cli import main
+from farol_train.memory import load_calibration
+
+KNOWN = {"hidden": 10.0, "intermediate": 7.0, "attention": 0.6, "logits": 5.0,
+         "overhead_bytes": 1e6, "checkpointed_block": 1.25}
+
+
+def test_fit_recovers_the_coefficients_that_made_the_points():
+    truth = {**load_calibration("cpu"), **KNOWN}
+    points = calibrate.grid("tiny")
+    for p in points:
+        p.measured = calibrate._total(p, truth)
+    fitted = calibrate.fit(points, load_calibration("cpu"))
+    for key, value in KNOWN.items():
+        assert fitted[key] == pytest.approx(value, rel=1e-3), key
+    assert max(abs(e) for e in calibrate.errors(points, fitted)) < 1e-4
+
+
+@pytest.mark.parametrize(("backend_name", "grid", "bound"), [("cpu", "tiny", 0.15),
+                                                          ("cuda", "mistral-7b", 0.01)])
+def test_a_shipped_calibration_is_the_fit_of_the_points_it_records(backend_name, grid, bound):
+    shipped = load_calibration(backend_name)
+    points = calibrate.recorded_points(calibrate.default_file(), backend_name)
+    assert len(points) == len(calibrate.GRIDS[grid])
+    refit = calibrate.fit(points, shipped)
+    squared = [sum(e * e for e in calibrate.errors(points, c)) for c in (shipped, refit)]
+    assert squared[0] <= squared[1] * 1.05 + 1e-6  # as good as a refit (near-ties may differ)
+    assert all(shipped[k] >= 0 for k in calibrate.FITTED)
+    assert max(abs(e) for e in calibrate.errors(points, shipped)) < bound
+
+
+def test_the_command_refits_recorded_points_and_keeps_the_other_backends(tmp_path):
+    out = tmp_path / "calibration.json"
+    shutil.copy(calibrate.default_file(), out)
+    before = json.loads(out.read_text())
+    result = CliRunner().invoke(main, ["calibrate", "--from", str(calibrate.default_file()),
+                                       "--backend", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "largest error" in result.output
+    assert f"saved the cpu calibration to {out}" in result.output
+    after = json.loads(out.read_text())
+    assert after.keys() == before.keys()
+    assert all(after[k] == before[k] for k in after if k != "cpu")
+    assert after["cpu"]["points"] == before["cpu"]["points"]
+    assert after["cpu"]["source"].startswith("fitted by farol_train.calibrate")
+    assert after["cpu"]["measured_on"] == before["cpu"]["measured_on"]  # not this machine
+
+
+def test_the_command_will_not_measure_another_backend_than_this_machines():
+    other = "metal" if backend() != "metal" else "cpu"
+    result = CliRunner().invoke(main, ["calibrate", "--backend", other])
+    assert result.exit_code == 1
+    assert f"cannot measure {other}" in result.output
+
+
+def test_too_few_points_is_a_clear_error():
+    points = calibrate.grid("tiny")[:3]
+    for p in points:
+        p.measured = 10**7
+    with pytest.raises(calibrate.FarolError, match=r"at least \d+ measured points"):
+        calibrate.fit(points, load_calibration("cpu"))
