@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from farol_bench import models, report, results
 from farol_core.tiny import create_tiny_model
-from farol_data import texts
 from farol_train import quantize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +87,8 @@ def bench_settings(pytestconfig) -> Settings:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
+    from farol_data import texts  # here, so 7B-shaped runs need none of farol-data's packages
+
     out = tmp_path_factory.mktemp("models") / "tiny"
     return create_tiny_model(out, texts([SAMPLE_QA], SAMPLE_BIOS))
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The 7B-shaped checks on a CUDA machine: the memory model's seven Mistral-7B points, then the
+# generation benchmarks on the Mistral-7B shape. Steps (docs/benchmarks.md, "On a GPU box"):
+#   here:  EXTRA="..." bash ../shared/gpu/prepare-mlx-cuda.sh
+#   GPU 1: carry .gpu/a; mkdir -p /root/gpu && cp .gpu/a/* /root/gpu/
+#   GPU 2: carry .gpu/b; source .gpu/b/install.sh && bash benchmarks/gpu/run-7b.sh
+# Everything lands in $OUT (the device tool brings it back), or in ./gpu-out.
+# GRID=tiny SHAPE=tiny make it a dry run of the same steps that a CPU can finish.
+set -uo pipefail
+out=${OUT:-gpu-out}
+grid=${GRID:-mistral-7b}
+shape=${SHAPE:-mistral-7b}
+mkdir -p "$out"
+
+# Name every missing module at once rather than failing on the first one, one call at a time.
+python3 - <<'PY' || exit 1
+import importlib.util, sys
+needed = ["mlx.core", "mlx_lm", "numpy", "transformers", "psutil", "yaml", "jsonschema", "click",
+          "rich", "pytest", "pytest_benchmark", "cpuinfo"]
+missing = [m for m in needed if importlib.util.find_spec(m.split(".")[0]) is None]
+if missing:
+    sys.exit("missing modules: " + " ".join(missing))
+import mlx.core as mx
+print("mlx", mx.__version__, mx.default_device(), mx.device_info().get("device_name", ""))
+PY
+
+# Memory: each point in its own process; the refit goes to a copy of the calibration file.
+cp packages/farol-train/src/farol_train/memory_calibration.json "$out/"
+python3 -c "from farol_train.cli import main; main()" calibrate --grid "$grid" \
+    --out "$out/memory_calibration.json" 2>&1 | tee "$out/calibrate.log"
+
+# Speed: prefill 512 and 2048, decode 128 tokens, peak memory; results JSON in $out.
+python3 -m pytest benchmarks/test_generation.py --benchmark-enable --shape "$shape" \
+    --bench-results "$out" -p no:cacheprovider -q -s 2>&1 | tee "$out/bench.log"
