@@ -205,8 +205,8 @@ def preflight(c, config=str(DEMO_CONFIG), model=None, data=None):
         sys.exit(1)
 
 
-@task(help={"grid": "Points to measure: tiny (CPU, about 90 s) or mistral-7b (a GPU, or a Mac "
-                    "with 32 GB).",
+@task(help={"grid": "Points to measure: tiny (about 90 s on a CPU), mistral-7b-16gb (the 7B "
+                    "shape under 9 GB: a 16 GB Mac) or mistral-7b (up to 22 GB).",
             "write": "Save the refitted coefficients for this machine's backend."})
 @exit_on_error
 def calibrate(c, grid="tiny", write=False):

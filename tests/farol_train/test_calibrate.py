@@ -25,6 +25,19 @@ def test_fit_recovers_the_coefficients_that_made_the_points():
     assert max(abs(e) for e in calibrate.errors(points, fitted)) < 1e-4
 
 
+def test_a_one_shape_grid_fits_the_width_terms_together_in_the_base_proportion():
+    base = load_calibration("cuda")
+    truth = {**base, "hidden": base["hidden"] * 1.1, "intermediate": base["intermediate"] * 1.1,
+             "attention": 0.6, "logits": 9.0, "overhead_bytes": 5 * 10**8,
+             "checkpointed_block": 1.5}
+    points = calibrate.grid("mistral-7b-16gb")
+    for p in points:
+        p.measured = calibrate._total(p, truth)
+    fitted = calibrate.fit(points, base)
+    for key in calibrate.FITTED:
+        assert fitted[key] == pytest.approx(truth[key], rel=1e-3), key
+
+
 @pytest.mark.parametrize(("backend_name", "grid", "bound"), [("cpu", "tiny", 0.15),
                                                           ("cuda", "mistral-7b", 0.01)])
 def test_a_shipped_calibration_is_the_fit_of_the_points_it_records(backend_name, grid, bound):
