@@ -20,6 +20,7 @@ def test_preflight_passes_on_a_ready_setup_and_fails_with_fixes(tiny_4bit, proce
     flat = "".join(ch for ch in ok.output if ch.isalnum() or ch in "(-)")  # table may wrap
     assert f"{n_train}examples" in flat and "4-bit(group64)" in flat
     assert "estimatedpeak" in flat and "BALANCED" in ok.output
+    assert "packinggainsatmost1" in flat
     bad = CliRunner().invoke(main, ["preflight", "--model", str(tmp_path / "none"), "--data",
                                     str(tmp_path)])
     assert bad.exit_code == 1
@@ -97,3 +98,24 @@ def test_fuse_and_gguf_export(trained_run, tiny_4bit, tmp_path):
     again = CliRunner().invoke(main, ["fuse", "--model", str(tiny_4bit), "--adapter",
                                       str(result.run_dir), "--out", str(tmp_path / "fused")])
     assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_the_packing_check_gives_the_bound_and_suggests_packing_when_it_pays(tiny_4bit, processed,
+                                                                            tmp_path):
+    def packing(data):
+        cfg = resolve(None, model=str(tiny_4bit), data=str(data))
+        cfg["lora"]["num_layers"] = 2
+        cfg["training"].update(batch_size=4, max_seq_length=256)
+        return {c.name: c for c in run_checks(cfg)}["packing"]
+
+    sample = packing(processed)  # length-sorted batches of the sample pad little
+    assert "packing gains at most 1.1" in sample.detail and sample.fix == ""
+    # Examples just over 32 tokens pad to 64 in every batch (about 40 tokens each here).
+    short = [{"messages": [{"role": "user", "content": f"Quem marcou o golo da vitória em {y}?"},
+                           {"role": "assistant", "content": "Ninguém, foi empate."}]}
+             for y in range(1910, 1974)]
+    for split in ("train", "valid"):
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in short))
+    padded = packing(tmp_path)
+    assert float(padded.detail.rsplit("at most ", 1)[1].rstrip("x")) > 1.3
+    assert padded.fix == "set training.pack: true"

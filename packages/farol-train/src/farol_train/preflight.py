@@ -14,16 +14,21 @@ from pathlib import Path
 
 import mlx.core as mx
 import psutil
-from farol_core.dataset import read_messages
+from farol_core.dataset import load_split, read_messages
 from farol_core.device import backend
 from farol_core.errors import FarolError
+from farol_core.model import load_tokenizer
 from rich.console import Console
 from rich.table import Table
 
 from farol_train.memory import estimate, read_shape
+from farol_train.packing import real_token_share
 
 PROFILES = {"SAFE": 0.5, "BALANCED": 0.7, "PERFORMANCE": 0.9}
 GB = 1e9
+# Packing is suggested when it could save a fifth of the step: below that, the longer attention
+# of packed rows eats much of the gain (docs/training.md, "When packing pays").
+PACKING_WORTH = 1.25
 
 
 @dataclass
@@ -53,6 +58,8 @@ def run_checks(cfg: dict) -> list[Check]:
     checks.append(model)
     if model.status != "fail":
         checks.append(check_memory(cfg))
+        if all(c.status != "fail" for c in checks if c.name == "data train"):
+            checks.append(check_packing(cfg))
     return checks
 
 
@@ -184,6 +191,19 @@ def check_model(model: Path, lora_layers: int) -> Check:
         return Check("base model", "warn", detail,
                      f"QLoRA expects a quantized base: invoke quantize --model {model}")
     return Check("base model", "pass", detail)
+
+
+def check_packing(cfg: dict) -> Check:
+    """How much of each step is padding, with and without sequence packing, on this data."""
+    t = cfg["training"]
+    examples = load_split(Path(cfg["data"]) / "train.jsonl", load_tokenizer(cfg["model"]),
+                          t["mask_prompt"])
+    share = real_token_share(examples, t["batch_size"], t["max_seq_length"])
+    bound = share["packed"] / share["unpacked"]
+    detail = (f"real tokens fill {share['unpacked']:.0%} of padded batches and "
+              f"{share['packed']:.0%} of packed rows: packing gains at most {bound:.2f}x")
+    fix = "set training.pack: true" if bound >= PACKING_WORTH and not t["pack"] else ""
+    return Check("packing", "pass", detail, fix)
 
 
 def check_memory(cfg: dict) -> Check:
