@@ -1,6 +1,7 @@
 """The memory model against real peaks (CPU, measured here) and the H100 reference figures."""
 
 import pytest
+from farol_train.calibrate import MISTRAL_7B
 from farol_train.memory import Shape, estimate, measure_peak, read_shape, weight_bytes
 
 # Tiny llama-shaped models of several sizes (float32, 4-bit group 64), one config each, each
@@ -25,7 +26,6 @@ def test_estimate_within_15_percent_of_the_measured_cpu_peak(shape, layers, batc
 
 
 # Reference figures from shared/gpu/README.md (H100, MLX 0.32.4 CUDA), not measured here.
-MISTRAL_7B = Shape(4096, 32, 14336, 32, 8, 128, 32000, 2, 4, 64)
 H100_REFERENCE = [(16, 2, 512, False, 13.66), (16, 2, 512, True, 6.55), (8, 2, 512, False, 9.41),
                   (32, 1, 512, False, 13.09), (32, 2, 512, True, 6.92), (16, 4, 512, True, 21.5),
                   (16, 1, 2048, True, 21.5)]

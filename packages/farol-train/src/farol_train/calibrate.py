@@ -17,11 +17,12 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from farol_core import shapes
 from farol_core.device import facts
 from farol_core.errors import FarolError
 from farol_core.io import atomic_write_text
 
-from farol_train.memory import Shape, estimate, load_calibration, measure_peak
+from farol_train.memory import Shape, estimate, load_calibration, measure_peak, shape_from_config
 
 LINEAR = ("hidden", "intermediate", "attention", "logits", "overhead_bytes")
 FITTED = (*LINEAR, "checkpointed_block")
@@ -61,7 +62,9 @@ def _tiny(h, layers, mlp, heads, head_dim, vocab) -> Shape:
 _T = [_tiny(128, 4, 256, 4, 32, 1024), _tiny(256, 4, 512, 4, 64, 2048),
       _tiny(256, 4, 896, 4, 64, 1536), _tiny(384, 3, 640, 6, 64, 1024),
       _tiny(512, 6, 1024, 8, 64, 4096)]
-MISTRAL_7B = Shape(4096, 32, 14336, 32, 8, 128, 32000, dtype_bytes=2, bits=4, group_size=64)
+MISTRAL_7B = shape_from_config({**shapes.MISTRAL_7B, "vocab_size": shapes.MISTRAL_7B_VOCAB,
+                                "torch_dtype": "float16",
+                                "quantization": {"bits": 4, "group_size": 64}})
 
 GRIDS = {
     # Small random models in float32: seconds per point on a CPU.
@@ -103,18 +106,22 @@ def calibrate(grid_name: str, backend: str, out: str | Path | None = None, log=p
             "each (hidden/layers/MLP/vocab, LoRA layers, batch x tokens)")
         measure(points, lambda p: log(f"  {p.label():42} {p.measured / 1e6:10.1f} MB"))
     refit = fit(points, current)
-    log(f"{'point':44} {'measured':>10} {'now':>7} {'refit':>7}")
-    for p, now, new in zip(points, errors(points, current), errors(points, refit), strict=True):
-        log(f"  {p.label():42} {p.measured / 1e6:7.1f} MB {now:+7.1%} {new:+7.1%}")
-    worst_now, worst_new = (max(abs(e) for e in errors(points, c)) for c in (current, refit))
-    log(f"largest error: {worst_now:.1%} with the current {backend} coefficients, "
-        f"{worst_new:.1%} refitted: " + ", ".join(f"{k} {refit[k]}" for k in FITTED))
+    _report(points, current, refit, backend, log)
     if out is not None:
         measured_on = (_entry(recorded, backend).get("measured_on", "not recorded")
                        if recorded is not None else machine())
         save(out, backend, refit, points, measured_on)
         log(f"saved the {backend} calibration to {out}")
     return refit
+
+
+def _report(points: list[Point], current: dict, refit: dict, backend: str, log) -> None:
+    log(f"{'point':44} {'measured':>10} {'now':>7} {'refit':>7}")
+    for p, now, new in zip(points, errors(points, current), errors(points, refit), strict=True):
+        log(f"  {p.label():42} {p.measured / 1e6:7.1f} MB {now:+7.1%} {new:+7.1%}")
+    worst_now, worst_new = (max(abs(e) for e in errors(points, c)) for c in (current, refit))
+    log(f"largest error: {worst_now:.1%} with the current {backend} coefficients, "
+        f"{worst_new:.1%} refitted: " + ", ".join(f"{k} {refit[k]}" for k in FITTED))
 
 
 def grid(name: str) -> list[Point]:
