@@ -1,8 +1,9 @@
 """farol-bridge speed: decode through the bridge against raw mlx-lm, the persistent bridge
 against spawning farol-ask per message, and 8 concurrent requests against one at a time.
 
-Each test prints its ratio and writes it to benchmarks/results/bridge.json. In the test suite
-(`--benchmark-disable`) every measurement runs once on the tiny model, with short answers.
+Each test prints its ratio and records its figures in `benchmark.extra_info`, so `invoke bench`
+writes them to the run's results file. In the test suite (`--benchmark-disable`) every
+measurement runs once on the tiny model, with short answers.
 """
 
 import json
@@ -21,7 +22,6 @@ from farol_train import quantize
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-RESULTS = ROOT / "benchmarks" / "results" / "bridge.json"
 SAMPLE = ROOT / "data" / "sample"
 PROMPTS = ["Quem foi Hassan Nader?", "Olá", "Em que ano foi fundado o Farense?",
            "Fala-me do Estádio de São Luís", "Quem treinou o Farense?", "Faro",
@@ -72,11 +72,13 @@ def client(model_dir):
     c.close()
 
 
-def record(name: str, values: dict) -> None:
-    RESULTS.parent.mkdir(exist_ok=True)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[name] = values
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+SETTINGS = ("target", "max_tokens", "messages", "requests")
+
+
+def record(benchmark, name: str, values: dict) -> None:
+    """Figures into the results file (through extra_info), settings beside them; and print."""
+    benchmark.extra_info.update({k: v for k, v in values.items() if k not in SETTINGS})
+    benchmark.extra_info["settings"] = {k: v for k, v in values.items() if k in SETTINGS}
     print(f"\n{name}: {values}")
 
 
@@ -108,7 +110,7 @@ def test_decode_through_bridge_vs_raw_mlx_lm(benchmark, client, model_dir):
 
     runs = benchmark.pedantic(measure, rounds=1, iterations=1)
     raw, plain, streamed = ([r[i] for r in runs] for i in range(3))
-    record("decode_bridge_over_raw", {
+    record(benchmark, "decode_bridge_over_raw", {
         "ratio": round(max(plain) / max(raw), 3),  # best of N: the least disturbed run
         "ratio_streamed": round(max(streamed) / max(raw), 3),
         "ratio_median": round(statistics.median(p / r for r, p, _ in runs), 3), "target": 0.98,
@@ -136,10 +138,9 @@ def test_latency_persistent_bridge_vs_farol_ask_per_message(benchmark, client, m
 
     bridge_s = benchmark.pedantic(bridge_latency, rounds=1, iterations=1)
     spawn_s = spawn_latency()
-    record("latency_spawn_over_bridge", {"ratio": round(spawn_s / bridge_s, 1),
-                                         "bridge_s": round(bridge_s, 4),
-                                         "farol_ask_s": round(spawn_s, 4),
-                                         "messages": len(messages), "max_tokens": max_tokens})
+    record(benchmark, "latency_spawn_over_bridge", {
+        "ratio": round(spawn_s / bridge_s, 1), "bridge_s": round(bridge_s, 4),
+        "farol_ask_s": round(spawn_s, 4), "messages": len(messages), "max_tokens": max_tokens})
     assert spawn_s > bridge_s
 
 
@@ -168,8 +169,7 @@ def test_batched_throughput_8_concurrent_vs_sequential(benchmark, client):
         sequential()  # warm up
     seq_tps = sequential()
     batch_tps = benchmark.pedantic(concurrent, rounds=1, iterations=1)
-    record("batched_over_sequential_8", {"ratio": round(batch_tps / seq_tps, 2),
-                                         "sequential_tps": round(seq_tps, 1),
-                                         "batched_tps": round(batch_tps, 1),
-                                         "requests": len(PROMPTS), "max_tokens": max_tokens})
+    record(benchmark, "batched_over_sequential_8", {
+        "ratio": round(batch_tps / seq_tps, 2), "sequential_tps": round(seq_tps, 1),
+        "batched_tps": round(batch_tps, 1), "requests": len(PROMPTS), "max_tokens": max_tokens})
     assert batch_tps > 0

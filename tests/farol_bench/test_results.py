@@ -40,6 +40,7 @@ def test_the_baseline_is_the_last_earlier_run_on_the_same_device(tmp_path, schem
             "b": run_doc({"d tps": fig(1.0)}, created="2026-11-21T00:00:00Z", device="Apple M2"),
             "c": run_doc({"d tps": fig(1.0)}, created="2026-11-22T00:00:00Z")}
     paths = {k: results.write(d, tmp_path, schema) for k, d in runs.items()}
+    (tmp_path / "zz-notes.json").write_text("{}")  # not a run: sorted last, and left alone
     new_path, new = results.newest(tmp_path, schema)
     assert new_path == paths["c"]
     base_path, _ = results.baseline_for(new, new_path, [tmp_path], schema)

@@ -21,6 +21,7 @@ from farol_core.io import write_json
 from farol_bench.figures import from_stats, split_extra_info
 
 SCHEMA_VERSION = 1
+RUN_NAME = re.compile(r"^\d{8}T\d{6}Z-.+-mlx.+\.json$")  # what file_name writes
 
 
 def benchmark_entry(name: str, stats, extra_info: dict, group: str | None = None) -> dict:
@@ -106,9 +107,11 @@ def load_schema(path: str | Path) -> dict:
 
 
 def find(folder: str | Path) -> list[Path]:
-    """Results files in `folder`, oldest first (the file names start with the timestamp)."""
+    """Results files in `folder`, oldest first (the file names start with the timestamp);
+    other JSON files there are not runs and are left alone."""
     folder = Path(folder)
-    return sorted(folder.glob("*.json"), key=lambda p: p.name) if folder.is_dir() else []
+    found = folder.glob("*.json") if folder.is_dir() else []
+    return sorted((p for p in found if RUN_NAME.match(p.name)), key=lambda p: p.name)
 
 
 def same_device(a: dict, b: dict) -> bool:
