@@ -107,10 +107,10 @@ def train(config=None, log=print, fresh: bool = False, **overrides) -> TrainResu
 def _load(cfg: dict, log, fresh: bool, group) -> "Trainer":
     try:
         return Trainer(cfg, log, fresh, group)
-    except KeyboardInterrupt:  # before the first step: nothing to save, no checkpoint touched
-        raise Interrupted("stopped while loading, before the first step; the run's checkpoints "
-                          "are as they were",
-                          hint="run the same command again to start or resume") from None
+    except KeyboardInterrupt:  # before the first step there is nothing to save
+        raise Interrupted("stopped while loading, before the first step; no checkpoint was "
+                          "written", hint="run the same command again to start or resume") \
+            from None
 
 
 class Trainer:
