@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 from farol_bench import models, report, results
-from farol_core.tiny import create_tiny_model
-from farol_train import quantize
+
+# The suite's session fixtures: the tiny model, its 4-bit copy and the prepared sample.
+from tests.conftest import processed, tiny_4bit, tiny_model  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_QA = ROOT / "data" / "sample" / "farense_qa.jsonl"
-SAMPLE_BIOS = ROOT / "data" / "sample" / "biografias" / "jogadores"
 SCHEMA = Path(__file__).resolve().parent / "results.schema.json"
 RUN = pytest.StashKey[dict]()
 DISABLED_SCALE = 16  # prompts are this many times shorter when benchmarks only run as tests
@@ -83,19 +82,6 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(scope="session")
 def bench_settings(pytestconfig) -> Settings:
     return _settings(pytestconfig)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    from farol_data import texts  # here, so 7B-shaped runs need none of farol-data's packages
-
-    out = tmp_path_factory.mktemp("models") / "tiny"
-    return create_tiny_model(out, texts([SAMPLE_QA], SAMPLE_BIOS))
-
-
-@pytest.fixture(scope="session")
-def tiny_4bit(tiny_model) -> Path:
-    return quantize(tiny_model, tiny_model.parent / "tiny-mistral-4bit")
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,6 @@ from pathlib import Path
 import pytest
 from farol_core.generate import prompt_tokens, stream
 from farol_core.model import load_model
-from farol_core.tiny import create_tiny_model
-from farol_data import texts
-from farol_train import quantize
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -29,11 +26,8 @@ PROMPTS = ["Quem foi Hassan Nader?", "Olá", "Em que ano foi fundado o Farense?"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bench-models")
-    tiny = create_tiny_model(out / "tiny", texts([SAMPLE / "farense_qa.jsonl"],
-                                                 SAMPLE / "biografias" / "jogadores"))
-    return quantize(tiny, out / "tiny-4bit")
+def model_dir(tiny_4bit) -> Path:
+    return tiny_4bit
 
 
 class Client:

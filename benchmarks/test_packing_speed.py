@@ -23,13 +23,7 @@ from farol_data import texts
 from farol_train import quantize, train
 from farol_train.packing import real_token_share
 
-from tests.conftest import (  # noqa: F401 (session fixtures)
-    SAMPLE_BIOS,
-    SAMPLE_QA,
-    processed,
-    tiny_4bit,
-    tiny_model,
-)
+from tests.conftest import SAMPLE_BIOS, SAMPLE_QA
 
 REPORT = 4
 WIDE_SHAPE = {**TINY_SHAPE, "hidden_size": 512, "num_hidden_layers": 2, "intermediate_size": 1408,
@@ -72,7 +66,7 @@ def run_both(model, data, tmp_path, iters: int) -> dict:
 
 
 @pytest.mark.parametrize("model", ["tiny", "wide"])
-def test_packing_vs_no_packing(model, benchmark, processed, tmp_path, request):  # noqa: F811
+def test_packing_vs_no_packing(model, benchmark, processed, tmp_path, request):
     if model == "wide" and benchmark.disabled:
         pytest.skip("the wide model takes minutes on CPU; it runs with --benchmark-enable")
     iters = 8 if benchmark.disabled else {"tiny": 32, "wide": 12}[model]

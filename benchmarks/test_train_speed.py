@@ -12,7 +12,6 @@ import json
 
 from farol_train import train
 
-from tests.conftest import processed, tiny_4bit, tiny_model  # noqa: F401 (session fixtures)
 from tests.farol_train.mlx_lm_run import train_with_mlx_lm
 
 BATCH, REPORT = 4, 6
@@ -45,7 +44,7 @@ def run_both(model, data, tmp_path, iters: int) -> dict:
             "ratio": farol_tps / mlx_tps, "ratio_uncorrected": farol_tps / mlx_raw}
 
 
-def test_farol_train_vs_mlx_lm_trainer(benchmark, tiny_4bit, processed, tmp_path):  # noqa: F811
+def test_farol_train_vs_mlx_lm_trainer(benchmark, tiny_4bit, processed, tmp_path):
     iters = 12 if benchmark.disabled else 48  # the suite runs it once, briefly
     result = benchmark.pedantic(run_both, args=(tiny_4bit, processed, tmp_path, iters),
                                 rounds=1, iterations=1)

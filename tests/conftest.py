@@ -1,13 +1,14 @@
 """Session fixtures: one tiny model, its 4-bit copy, the prepared sample and a short run.
 
 They are real (mlx and mlx-lm do the work) and small, so the whole suite stays fast on CPU.
+`benchmarks/` uses them too; farol-data is imported inside the fixtures that need it, so a
+7B-shaped benchmark run on a bare GPU machine needs none of its packages.
 """
 
 from pathlib import Path
 
 import pytest
 from farol_core.tiny import create_tiny_model
-from farol_data import prepare, texts
 from farol_train import quantize, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,8 @@ TEST_RUN = {
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
+    from farol_data import texts
+
     out = tmp_path_factory.mktemp("models") / "tiny"
     return create_tiny_model(out, texts([SAMPLE_QA], SAMPLE_BIOS))
 
@@ -38,6 +41,8 @@ def tiny_4bit(tiny_model) -> Path:
 
 @pytest.fixture(scope="session")
 def processed(tmp_path_factory) -> Path:
+    from farol_data import prepare
+
     out = tmp_path_factory.mktemp("processed")
     prepare([SAMPLE_QA], out, biographies=SAMPLE_BIOS)
     return out
