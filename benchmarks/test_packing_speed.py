@@ -65,7 +65,7 @@ def run_both(model, data, tmp_path, iters: int) -> dict:
             "padding_bound": share["packed"] / share["unpacked"]}
 
 
-@pytest.mark.parametrize("model", ["tiny", "wide"])
+@pytest.mark.parametrize("model", ["tiny", pytest.param("wide", marks=pytest.mark.slow)])
 def test_packing_vs_no_packing(model, benchmark, processed, tmp_path, request):
     if model == "wide" and benchmark.disabled:
         pytest.skip("the wide model takes minutes on CPU; it runs with --benchmark-enable")

@@ -77,10 +77,11 @@ def api_failures(root: Path, python: Path) -> list[str]:
 
 
 def run_benchmarks(root: Path, python: Path, out: Path, tests: str, rounds: int) -> dict:
-    """Run the tiny benchmarks under `python` for real; returns their results document."""
+    """Run the tiny benchmarks under `python` for real, leaving out those marked slow (minutes
+    each on a CPU, and run twice per side); returns their results document."""
     proc = subprocess.run(
         [str(python), "-m", "pytest", *tests.split(), "--benchmark-enable", "--shape", "tiny",
-         "--bench-rounds", str(rounds), "--bench-results", str(out), "-q",
+         "--bench-rounds", str(rounds), "--bench-results", str(out), "-q", "-m", "not slow",
          "-p", "no:cacheprovider"], cwd=root, capture_output=True, text=True)
     found = results.find(out)
     if proc.returncode != 0 or not found:
