@@ -66,6 +66,17 @@ def test_the_command_refits_recorded_points_and_keeps_the_other_backends(tmp_pat
     assert after["cpu"]["points"] == before["cpu"]["points"]
     assert after["cpu"]["source"].startswith("fitted by farol_train.calibrate")
     assert after["cpu"]["measured_on"] == before["cpu"]["measured_on"]  # not this machine
+    assert after["cpu"]["status"] == "measured"
+    cuda = CliRunner().invoke(main, ["calibrate", "--from", str(calibrate.default_file()),
+                                     "--backend", "cuda", "--out", str(out)])
+    assert cuda.exit_code == 0, cuda.output
+    assert json.loads(out.read_text())["cuda"]["status"] == "reference"  # a refit measures nothing
+
+
+def test_the_grid_suggested_for_calibration_fits_the_machine():
+    assert calibrate.suggested_grid(16 * 2**30) == "mistral-7b-16gb"  # the user's M1
+    assert calibrate.suggested_grid(80e9) == "mistral-7b"
+    assert calibrate.suggested_grid(8 * 2**30) == "tiny"
 
 
 def test_the_command_will_not_measure_another_backend_than_this_machines():

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from farol_train.cli import main
 from farol_train.loop import resolve
 from farol_train.memory import estimate, read_shape
-from farol_train.preflight import memory_budget, profiles, run_checks
+from farol_train.preflight import check_memory_model, memory_budget, profiles, run_checks
 
 
 def test_preflight_passes_on_a_ready_setup_and_fails_with_fixes(tiny_4bit, processed, tmp_path):
@@ -21,6 +21,7 @@ def test_preflight_passes_on_a_ready_setup_and_fails_with_fixes(tiny_4bit, proce
     assert f"{n_train}examples" in flat and "4-bit(group64)" in flat
     assert "estimatedpeak" in flat and "BALANCED" in ok.output
     assert "packinggainsatmost1" in flat
+    assert "cpucoefficientsfittedtopeaksmeasuredonthisbackend" in flat
     bad = CliRunner().invoke(main, ["preflight", "--model", str(tmp_path / "none"), "--data",
                                     str(tmp_path)])
     assert bad.exit_code == 1
@@ -119,3 +120,12 @@ def test_the_packing_check_gives_the_bound_and_suggests_packing_when_it_pays(tin
     padded = packing(tmp_path)
     assert float(padded.detail.rsplit("at most ", 1)[1].rstrip("x")) > 1.3
     assert padded.fix == "set training.pack: true"
+
+
+def test_preflight_says_when_the_memory_model_was_not_measured_on_this_backend():
+    metal = check_memory_model("metal")
+    assert metal.status == "warn" and "borrowed" in metal.detail
+    assert metal.fix.startswith("measure them once: `invoke calibrate --grid ")
+    cuda = check_memory_model("cuda")
+    assert cuda.status == "warn" and "not measured by Farol" in cuda.detail
+    assert check_memory_model("cpu").status == "pass"

@@ -108,9 +108,9 @@ def calibrate(grid_name: str, backend: str, out: str | Path | None = None, log=p
     refit = fit(points, current)
     _report(points, current, refit, backend, log)
     if out is not None:
-        measured_on = (_entry(recorded, backend).get("measured_on", "not recorded")
-                       if recorded is not None else machine())
-        save(out, backend, refit, points, measured_on)
+        was = _entry(recorded, backend) if recorded is not None else {}
+        measured_on = was.get("measured_on", "not recorded") if was else machine()
+        save(out, backend, refit, points, measured_on, was.get("status", "measured"))
         log(f"saved the {backend} calibration to {out}")
     return refit
 
@@ -122,6 +122,14 @@ def _report(points: list[Point], current: dict, refit: dict, backend: str, log) 
     worst_now, worst_new = (max(abs(e) for e in errors(points, c)) for c in (current, refit))
     log(f"largest error: {worst_now:.1%} with the current {backend} coefficients, "
         f"{worst_new:.1%} refitted: " + ", ".join(f"{k} {refit[k]}" for k in FITTED))
+
+
+def suggested_grid(memory_bytes: int) -> str:
+    """The largest grid a machine with `memory_bytes` of (GPU or unified) memory can measure:
+    the 7B points peak at 22 GB, or 9 GB for the 16 GB grid."""
+    if memory_bytes >= 32e9:
+        return "mistral-7b"
+    return "mistral-7b-16gb" if memory_bytes >= 15e9 else "tiny"
 
 
 def grid(name: str) -> list[Point]:
@@ -229,14 +237,15 @@ def default_file() -> Path:
 
 
 def save(path: str | Path, backend: str, calibration: dict, points: list[Point],
-         measured_on: str) -> None:
+         measured_on: str, status: str = "measured") -> None:
     """Write `calibration` for `backend` into the calibration file at `path`, atomically,
-    keeping the other backends, with a source line, where the points were measured
-    (`measured_on`, see `machine`) and the points themselves."""
+    keeping the other backends, with its `status` (see `memory.CALIBRATION_STATUS`), a source
+    line, where the points were measured (`measured_on`, see `machine`) and the points."""
     path = Path(path)
     table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     worst = max(abs(e) for e in errors(points, calibration))
-    entry = {k: v for k, v in calibration.items() if k not in ("source", "points")}
+    entry = {k: v for k, v in calibration.items() if k not in ("status", "source", "points")}
+    entry["status"] = status
     entry["source"] = (f"fitted by farol_train.calibrate to mx.get_peak_memory() of 2 training "
                        f"steps, one point per process, {len(points)} points; largest error "
                        f"{worst:.1%}")

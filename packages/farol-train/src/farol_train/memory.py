@@ -18,6 +18,12 @@ from farol_core.errors import FarolError
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 ALL_KEYS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# How far a backend's coefficients can be trusted, by the `status` its calibration records.
+CALIBRATION_STATUS = {
+    "measured": "fitted to peaks measured on this backend",
+    "reference": "fitted to published reference peaks for this backend, not measured by Farol",
+    "borrowed": "not measured on this backend: coefficients borrowed from another one",
+}
 
 
 @dataclass
@@ -90,8 +96,8 @@ def lora_parameters(shape: Shape, lora: dict) -> int:
 
 
 def load_calibration(backend: str) -> dict:
-    """Fitted coefficients for `backend` (cpu, cuda or metal); `source` says where they come
-    from (metal has no measurements yet)."""
+    """Fitted coefficients for `backend` (cpu, cuda or metal); `status` says how far they can be
+    trusted (see CALIBRATION_STATUS) and `source` where they come from."""
     text = resources.files("farol_train").joinpath("memory_calibration.json").read_text()
     table = json.loads(text)
     if backend not in table:

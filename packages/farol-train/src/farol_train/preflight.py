@@ -21,7 +21,8 @@ from farol_core.model import load_tokenizer
 from rich.console import Console
 from rich.table import Table
 
-from farol_train.memory import estimate, read_shape
+from farol_train.calibrate import suggested_grid
+from farol_train.memory import CALIBRATION_STATUS, estimate, load_calibration, read_shape
 from farol_train.packing import real_token_share
 
 PROFILES = {"SAFE": 0.5, "BALANCED": 0.7, "PERFORMANCE": 0.9}
@@ -57,7 +58,7 @@ def run_checks(cfg: dict) -> list[Check]:
     model = check_model(Path(cfg["model"]), cfg["lora"]["num_layers"])
     checks.append(model)
     if model.status != "fail":
-        checks.append(check_memory(cfg))
+        checks += [check_memory_model(), check_memory(cfg)]
         if all(c.status != "fail" for c in checks if c.name == "data train"):
             checks.append(check_packing(cfg))
     return checks
@@ -204,6 +205,20 @@ def check_packing(cfg: dict) -> Check:
               f"{share['packed']:.0%} of packed rows: packing gains at most {bound:.2f}x")
     fix = "set training.pack: true" if bound >= PACKING_WORTH and not t["pack"] else ""
     return Check("packing", "pass", detail, fix)
+
+
+def check_memory_model(kind: str | None = None) -> Check:
+    """Whether the memory model's coefficients for this backend come from measurements on it."""
+    kind = kind or backend()
+    cal = load_calibration(kind)
+    status = cal.get("status", "borrowed")
+    detail = f"{kind} coefficients {CALIBRATION_STATUS[status]}"
+    if status == "measured":
+        return Check("memory model", "pass", f"{detail} ({cal.get('measured_on', 'unknown')})")
+    total = psutil.virtual_memory().total
+    grid = suggested_grid(mx.device_info().get("memory_size", total) if kind == "cuda" else total)
+    return Check("memory model", "warn", detail + ": treat the estimate below as rough",
+                 f"measure them once: `invoke calibrate --grid {grid} --write`")
 
 
 def check_memory(cfg: dict) -> Check:
