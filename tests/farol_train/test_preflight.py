@@ -129,3 +129,13 @@ def test_preflight_says_when_the_memory_model_was_not_measured_on_this_backend()
     cuda = check_memory_model("cuda")
     assert cuda.status == "warn" and "not measured by Farol" in cuda.detail
     assert check_memory_model("cpu").status == "pass"
+
+
+def test_the_memory_model_row_warns_for_a_dtype_it_was_not_measured_on(tiny_4bit):
+    shape = read_shape(tiny_4bit)  # float32, like the cpu calibration's points
+    assert check_memory_model("cpu", shape).status == "pass"
+    shape.dtype_bytes = 2
+    half = check_memory_model("cpu", shape)
+    assert half.status == "warn"
+    assert "on float32 models only; this one is 16-bit float" in half.detail
+    assert "mistral-7b grids" in half.fix

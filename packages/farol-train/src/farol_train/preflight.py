@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from farol_train.calibrate import suggested_grid
-from farol_train.memory import CALIBRATION_STATUS, estimate, load_calibration, read_shape
+from farol_train.memory import CALIBRATION_STATUS, Shape, estimate, load_calibration, read_shape
 from farol_train.packing import real_token_share
 
 PROFILES = {"SAFE": 0.5, "BALANCED": 0.7, "PERFORMANCE": 0.9}
@@ -30,6 +30,7 @@ GB = 1e9
 # Packing is suggested when it could save a fifth of the step: below that, the longer attention
 # of packed rows eats much of the gain (docs/training.md, "When packing pays").
 PACKING_WORTH = 1.25
+DTYPE_NAMES = {4: "float32", 2: "16-bit float"}  # by bytes per element, as memory.Shape keeps it
 
 
 @dataclass
@@ -58,7 +59,8 @@ def run_checks(cfg: dict) -> list[Check]:
     model = check_model(Path(cfg["model"]), cfg["lora"]["num_layers"])
     checks.append(model)
     if model.status != "fail":
-        checks += [check_memory_model(), check_memory(cfg)]
+        shape = read_shape(Path(cfg["model"]))
+        checks += [check_memory_model(shape=shape), check_memory(cfg)]
         if all(c.status != "fail" for c in checks if c.name == "data train"):
             checks.append(check_packing(cfg))
     return checks
@@ -207,14 +209,22 @@ def check_packing(cfg: dict) -> Check:
     return Check("packing", "pass", detail, fix)
 
 
-def check_memory_model(kind: str | None = None) -> Check:
-    """Whether the memory model's coefficients for this backend come from measurements on it."""
+def check_memory_model(kind: str | None = None, shape: Shape | None = None) -> Check:
+    """Whether the memory model's coefficients for this backend come from measurements on it,
+    and on models of `shape`'s dtype (float16 keeps more per element than half of float32)."""
     kind = kind or backend()
     cal = load_calibration(kind)
     status = cal.get("status", "borrowed")
     detail = f"{kind} coefficients {CALIBRATION_STATUS[status]}"
-    if status == "measured":
+    dtypes = {p["dtype_bytes"] for p in cal.get("points", [])}
+    if status == "measured" and (shape is None or shape.dtype_bytes in dtypes):
         return Check("memory model", "pass", f"{detail} ({cal.get('measured_on', 'unknown')})")
+    if status == "measured":
+        names = " and ".join(sorted(DTYPE_NAMES[d] for d in dtypes))
+        detail += f", on {names} models only; this one is {DTYPE_NAMES[shape.dtype_bytes]}"
+        return Check("memory model", "warn", detail + ": treat the estimate below as rough",
+                     "the mistral-7b grids of `invoke calibrate` measure 16-bit models (slow on "
+                     "a CPU); docs/training.md gives the errors seen across dtypes")
     total = psutil.virtual_memory().total
     grid = suggested_grid(mx.device_info().get("memory_size", total) if kind == "cuda" else total)
     return Check("memory model", "warn", detail + ": treat the estimate below as rough",
