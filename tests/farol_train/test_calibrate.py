@@ -92,3 +92,12 @@ def test_too_few_points_is_a_clear_error():
         p.measured = 10**7
     with pytest.raises(calibrate.FarolError, match=r"at least \d+ measured points"):
         calibrate.fit(points, load_calibration("cpu"))
+
+
+def test_a_grid_can_be_measured_in_another_dtype():
+    assert {p.shape.dtype_bytes for p in calibrate.grid("tiny")} == {4}
+    assert {p.shape.dtype_bytes for p in calibrate.grid("tiny", "float16")} == {2}
+    assert {p.shape.dtype_bytes for p in calibrate.grid("mistral-7b", "float32")} == {4}
+    assert calibrate.GRIDS["tiny"][0].shape.dtype_bytes == 4  # the shipped grid is untouched
+    with pytest.raises(calibrate.FarolError, match="cannot measure in 'bfloat16'"):
+        calibrate.grid("tiny", "bfloat16")

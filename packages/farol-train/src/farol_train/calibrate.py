@@ -12,7 +12,7 @@ linear least-squares solve per value of it on a scan, keeping the best.
 
 import json
 import platform
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import asdict, astuple, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -22,10 +22,18 @@ from farol_core.device import facts
 from farol_core.errors import FarolError
 from farol_core.io import atomic_write_text
 
-from farol_train.memory import Shape, estimate, load_calibration, measure_peak, shape_from_config
+from farol_train.memory import (
+    DTYPE_BYTES,
+    Shape,
+    estimate,
+    load_calibration,
+    measure_peak,
+    shape_from_config,
+)
 
 LINEAR = ("hidden", "intermediate", "attention", "logits", "overhead_bytes")
 FITTED = (*LINEAR, "checkpointed_block")
+MEASURED_DTYPES = ("float32", "float16")  # what memory._measure_here builds
 CHECKPOINTED_SCAN = [i / 20 for i in range(81)]  # 0 to 4 blocks' activations, in twentieths
 
 
@@ -92,16 +100,16 @@ GRIDS = {
 
 
 def calibrate(grid_name: str, backend: str, out: str | Path | None = None, log=print,
-              recorded: str | Path | None = None) -> dict:
-    """Measure a grid on this machine (or take the points `recorded` for `backend` in a
-    calibration file), show the estimate's error with `backend`'s current coefficients and with
-    refitted ones, and save the refit to `out` when given."""
+              recorded: str | Path | None = None, dtype: str | None = None) -> dict:
+    """Measure a grid on this machine (its models in `dtype` when given), or take the points
+    `recorded` for `backend` in a calibration file; show the estimate's error with `backend`'s
+    current coefficients and with refitted ones, and save the refit to `out` when given."""
     current = load_calibration(backend)
     if recorded is not None:
         points = recorded_points(recorded, backend)
         log(f"refitting {len(points)} points recorded for {backend} in {recorded}")
     else:
-        points = grid(grid_name)
+        points = grid(grid_name, dtype)
         log(f"measuring {len(points)} points of the {grid_name} grid on {backend}, one process "
             "each (hidden/layers/MLP/vocab, LoRA layers, batch x tokens)")
         measure(points, lambda p: log(f"  {p.label():42} {p.measured / 1e6:10.1f} MB"))
@@ -132,11 +140,16 @@ def suggested_grid(memory_bytes: int) -> str:
     return "mistral-7b-16gb" if memory_bytes >= 15e9 else "tiny"
 
 
-def grid(name: str) -> list[Point]:
-    """Fresh, unmeasured copies of a named grid."""
+def grid(name: str, dtype: str | None = None) -> list[Point]:
+    """Fresh, unmeasured copies of a named grid, with its models in `dtype` (float32 or float16)
+    when given instead of the grid's own."""
     if name not in GRIDS:
         raise FarolError(f"no calibration grid {name!r}", hint=f"known: {', '.join(GRIDS)}")
-    return [Point(p.shape, p.lora_layers, p.batch, p.seq, p.checkpoint) for p in GRIDS[name]]
+    if dtype not in (None, *MEASURED_DTYPES):
+        raise FarolError(f"cannot measure in {dtype!r}", hint=f"use {' or '.join(MEASURED_DTYPES)}")
+    size = {} if dtype is None else {"dtype_bytes": DTYPE_BYTES[dtype]}
+    return [Point(replace(p.shape, **size), p.lora_layers, p.batch, p.seq, p.checkpoint)
+            for p in GRIDS[name]]
 
 
 def measure(points: list[Point], on_point=None) -> list[Point]:

@@ -117,8 +117,11 @@ def preflight_cmd(config, model, data):
               help="Refit the points this calibration file records instead of measuring.")
 @click.option("--backend", "backend_name", type=click.Choice(["cpu", "cuda", "metal"]),
               default=None, help="Backend to calibrate (default: this machine's).")
+@click.option("--dtype", type=click.Choice(calibrate.MEASURED_DTYPES), default=None,
+              help="Measure the grid's models in this dtype (default: the grid's own: float32 "
+                   "for tiny, float16 for the Mistral-7B grids).")
 @exit_on_error
-def calibrate_cmd(grid_name, write, out, recorded, backend_name):
+def calibrate_cmd(grid_name, write, out, recorded, backend_name, dtype):
     """Measure training peaks on a grid and refit the memory model for this backend."""
     here = backend()
     if backend_name not in (None, here) and recorded is None:
@@ -126,7 +129,7 @@ def calibrate_cmd(grid_name, write, out, recorded, backend_name):
                          hint="measure on that machine, or refit recorded points with --from")
     target = out or (calibrate.default_file() if write else None)
     calibrate.calibrate(grid_name, backend_name or here, target, log=click.echo,
-                        recorded=recorded)
+                        recorded=recorded, dtype=dtype)
 
 
 @main.command("configure")
