@@ -222,9 +222,10 @@ def check_memory_model(kind: str | None = None, shape: Shape | None = None) -> C
     if status == "measured":
         names = " and ".join(sorted(DTYPE_NAMES[d] for d in dtypes))
         detail += f", on {names} models only; this one is {DTYPE_NAMES[shape.dtype_bytes]}"
+        dtype = "float32" if shape.dtype_bytes == 4 else "float16"
         return Check("memory model", "warn", detail + ": treat the estimate below as rough",
-                     "the mistral-7b grids of `invoke calibrate` measure 16-bit models (slow on "
-                     "a CPU); docs/training.md gives the errors seen across dtypes")
+                     f"`invoke calibrate --dtype {dtype}` shows the error on {dtype} models "
+                     "(without --write it changes nothing); docs/training.md has measured ones")
     total = psutil.virtual_memory().total
     grid = suggested_grid(mx.device_info().get("memory_size", total) if kind == "cuda" else total)
     return Check("memory model", "warn", detail + ": treat the estimate below as rough",
