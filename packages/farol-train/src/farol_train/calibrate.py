@@ -110,7 +110,8 @@ def calibrate(grid_name: str, backend: str, out: str | Path | None = None, log=p
         log(f"refitting {len(points)} points recorded for {backend} in {recorded}")
     else:
         points = grid(grid_name, dtype)
-        log(f"measuring {len(points)} points of the {grid_name} grid on {backend}, one process "
+        log(f"measuring {len(points)} points of the {grid_name} grid"
+            f"{f' in {dtype}' if dtype else ''} on {backend}, one process "
             "each (hidden/layers/MLP/vocab, LoRA layers, batch x tokens)")
         measure(points, lambda p: log(f"  {p.label():42} {p.measured / 1e6:10.1f} MB"))
     refit = fit(points, current)
