@@ -31,7 +31,8 @@ from farol_train.memory import (
     shape_from_config,
 )
 
-LINEAR = ("hidden", "intermediate", "attention", "logits", "overhead_bytes")
+LINEAR = ("hidden", "intermediate", "attention", "attention_transient", "logits",
+          "overhead_bytes")
 FITTED = (*LINEAR, "checkpointed_block")
 MEASURED_DTYPES = ("float32", "float16")  # what memory._measure_here builds
 CHECKPOINTED_SCAN = [i / 20 for i in range(81)]  # 0 to 4 blocks' activations, in twentieths
@@ -69,7 +70,8 @@ def _tiny(h, layers, mlp, heads, head_dim, vocab) -> Shape:
 
 _T = [_tiny(128, 4, 256, 4, 32, 1024), _tiny(256, 4, 512, 4, 64, 2048),
       _tiny(256, 4, 896, 4, 64, 1536), _tiny(384, 3, 640, 6, 64, 1024),
-      _tiny(512, 6, 1024, 8, 64, 4096)]
+      _tiny(512, 6, 1024, 8, 64, 4096), _tiny(512, 2, 1024, 16, 32, 1024),
+      _tiny(256, 3, 512, 16, 16, 1024)]
 MISTRAL_7B = shape_from_config({**shapes.MISTRAL_7B, "vocab_size": shapes.MISTRAL_7B_VOCAB,
                                 "torch_dtype": "float16",
                                 "quantization": {"bits": 4, "group_size": 64}})
@@ -83,7 +85,11 @@ GRIDS = {
              Point(_T[2], 4, 2, 128, False), Point(_T[3], 3, 2, 64, False),
              Point(_T[3], 3, 4, 128, True), Point(_T[3], 2, 1, 256, False),
              Point(_T[4], 4, 2, 128, False), Point(_T[4], 6, 1, 256, True),
-             Point(_T[4], 2, 4, 64, False)],
+             Point(_T[4], 2, 4, 64, False),
+             # Many heads and long rows, where one block's attention scores weigh most.
+             Point(_T[5], 2, 1, 512, False), Point(_T[5], 2, 2, 512, True),
+             Point(_T[5], 1, 1, 1024, False), Point(_T[6], 3, 2, 384, False),
+             Point(_T[6], 3, 1, 768, True)],
     # The Mistral-7B-v0.1 shape in 4 bits, at settings whose peaks stay under about 9 GB, so a
     # 16 GB Mac can measure them. These are the points that matter there: coefficients fitted on
     # the tiny models underestimate the 7B reference peaks by 11% to 27%.
@@ -258,7 +264,8 @@ def save(path: str | Path, backend: str, calibration: dict, points: list[Point],
     path = Path(path)
     table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     worst = max(abs(e) for e in errors(points, calibration))
-    entry = {k: v for k, v in calibration.items() if k not in ("status", "source", "points")}
+    entry = {k: v for k, v in calibration.items()
+             if k not in ("status", "source", "measured_on", "points")}
     entry["status"] = status
     entry["source"] = (f"fitted by farol_train.calibrate to mx.get_peak_memory() of 2 training "
                        f"steps, one point per process, {len(points)} points; largest error "

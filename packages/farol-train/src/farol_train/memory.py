@@ -2,9 +2,10 @@
 
 The estimate adds up what a QLoRA step keeps alive: the (quantized) base weights, the LoRA
 weights with their gradient, AdamW moments and any accumulated gradient, the activations kept for
-the backward pass through the adapted blocks, and the logits. The activation and logits terms
-carry coefficients fitted to `mx.get_peak_memory()` measurements, kept per backend in
-`memory_calibration.json` by `farol_train.calibrate` (cpu measured; cuda from reference figures).
+the backward pass through the adapted blocks, one block's attention scores, and the logits. The
+activation, attention-score and logits terms carry coefficients fitted to `mx.get_peak_memory()`
+measurements, kept per backend in `memory_calibration.json` by `farol_train.calibrate` (cpu
+measured; cuda from reference figures).
 """
 
 import json
@@ -128,6 +129,10 @@ def estimate(shape: Shape, lora: dict, training: dict, backend: str = "cpu",
         "weights": weight_bytes(shape),
         "lora_state": lora_parameters(shape, lora) * 4 * copies,
         "activations": int(activations),
+        # Every block's forward builds (batch, heads, seq, seq) attention scores; frozen blocks
+        # free them at once, so one block's worth is part of the peak whatever the LoRA depth.
+        "attention_scores": int(cal.get("attention_transient", 0.0) * tokens * shape.heads
+                                * seq * shape.dtype_bytes),
         "logits": int(cal["logits"] * tokens * shape.vocab * 4),
         "overhead": int(cal["overhead_bytes"]),
         # CUDA's peak jumps past ~1024 tokens per step (reference figures); not modelled in detail
