@@ -205,7 +205,7 @@ def preflight(c, config=str(DEMO_CONFIG), model=None, data=None):
         sys.exit(1)
 
 
-@task(help={"grid": "Points to measure: tiny (about 90 s on a CPU), mistral-7b-16gb (the 7B "
+@task(help={"grid": "Points to measure: tiny (minutes on a CPU), mistral-7b-16gb (the 7B "
                     "shape under 9 GB: a 16 GB Mac) or mistral-7b (up to 22 GB).",
             "write": "Save the refitted coefficients for this machine's backend.",
             "dtype": "Measure the grid's models in float32 or float16 instead of its own."})

@@ -92,7 +92,7 @@ GRIDS = {
              Point(_T[6], 3, 1, 768, True)],
     # The Mistral-7B-v0.1 shape in 4 bits, at settings whose peaks stay under about 9 GB, so a
     # 16 GB Mac can measure them. These are the points that matter there: coefficients fitted on
-    # the tiny models underestimate the 7B reference peaks by 11% to 27%.
+    # the tiny models underestimate the 7B reference peaks by 18% to 70% (docs/training.md).
     "mistral-7b-16gb": [Point(MISTRAL_7B, 16, 2, 512, True), Point(MISTRAL_7B, 32, 2, 512, True),
                         Point(MISTRAL_7B, 8, 1, 512, False), Point(MISTRAL_7B, 16, 1, 1024, True),
                         Point(MISTRAL_7B, 4, 2, 256, False), Point(MISTRAL_7B, 32, 1, 256, False),

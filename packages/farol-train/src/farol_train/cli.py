@@ -107,7 +107,7 @@ def preflight_cmd(config, model, data):
 
 @main.command("calibrate")
 @click.option("--grid", "grid_name", type=click.Choice(list(calibrate.GRIDS)), default="tiny",
-              show_default=True, help="Points to measure: tiny models (about 90 s on a CPU), "
+              show_default=True, help="Points to measure: tiny models (minutes on a CPU), "
                                       "the Mistral-7B shape under 9 GB (a 16 GB Mac), or the "
                                       "Mistral-7B reference settings (up to 22 GB).")
 @click.option("--write", is_flag=True, help="Save the refitted coefficients for this backend.")
