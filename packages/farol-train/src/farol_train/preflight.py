@@ -48,8 +48,14 @@ def memory_budget(cfg: dict) -> int:
     training.memory_fraction and by what is available now."""
     vm = psutil.virtual_memory()
     if backend() == "cuda":
-        return int(mx.device_info().get("memory_size", vm.total))
+        return device_memory("cuda")
     return int(min(vm.total * cfg["training"]["memory_fraction"], vm.available))
+
+
+def device_memory(kind: str) -> int:
+    """Total bytes a `kind` backend trains in: the GPU's memory on CUDA, else RAM."""
+    total = psutil.virtual_memory().total
+    return int(mx.device_info().get("memory_size", total)) if kind == "cuda" else total
 
 
 def run_checks(cfg: dict) -> list[Check]:
@@ -226,10 +232,9 @@ def check_memory_model(kind: str | None = None, shape: Shape | None = None) -> C
         return Check("memory model", "warn", detail + ": treat the estimate below as rough",
                      f"`invoke calibrate --dtype {dtype}` shows the error on {dtype} models "
                      "(without --write it changes nothing); docs/training.md has measured ones")
-    total = psutil.virtual_memory().total
-    grid = suggested_grid(mx.device_info().get("memory_size", total) if kind == "cuda" else total)
     return Check("memory model", "warn", detail + ": treat the estimate below as rough",
-                 f"measure them once: `invoke calibrate --grid {grid} --write`")
+                 "measure them once: "
+                 f"`invoke calibrate --grid {suggested_grid(device_memory(kind))} --write`")
 
 
 def check_memory(cfg: dict) -> Check:
