@@ -123,9 +123,11 @@ def calibrate(grid_name: str, backend: str, out: str | Path | None = None, log=p
     refit = fit(points, current)
     _report(points, current, refit, backend, log)
     if out is not None:
-        was = _entry(recorded, backend) if recorded is not None else {}
-        measured_on = was.get("measured_on", "not recorded") if was else machine()
-        save(out, backend, refit, points, measured_on, was.get("status", "measured"))
+        # A refit of recorded points keeps where they came from; a measurement is this machine's.
+        was = _entry(recorded, backend) if recorded is not None else \
+            {"measured_on": machine(), "status": "measured"}
+        save(out, backend, refit, points, was.get("measured_on", "not recorded"),
+             was.get("status", "measured"))
         log(f"saved the {backend} calibration to {out}")
     return refit
 
