@@ -12,17 +12,10 @@ grid=${GRID:-mistral-7b}
 shape=${SHAPE:-mistral-7b}
 mkdir -p "$out"
 
-# Name every missing module at once rather than failing on the first one, one call at a time.
-python3 - <<'PY' || exit 1
-import importlib.util, sys
-needed = ["mlx.core", "mlx_lm", "numpy", "transformers", "psutil", "yaml", "jsonschema", "click",
-          "rich", "pytest", "pytest_benchmark", "cpuinfo"]
-missing = [m for m in needed if importlib.util.find_spec(m.split(".")[0]) is None]
-if missing:
-    sys.exit("missing modules: " + " ".join(missing))
-import mlx.core as mx
-print("mlx", mx.__version__, mx.default_device(), mx.device_info().get("device_name", ""))
-PY
+# Name every missing or wrong-version distribution at once, before minutes go on the first point.
+python3 benchmarks/gpu/check_env.py || exit 1
+python3 -c "import mlx.core as mx
+print('mlx', mx.__version__, mx.default_device(), mx.device_info().get('device_name', ''))" || exit 1
 
 # Memory: each point in its own process; the refit goes to a copy of the calibration file.
 cp packages/farol-train/src/farol_train/memory_calibration.json "$out/"
