@@ -208,15 +208,19 @@ def preflight(c, config=str(DEMO_CONFIG), model=None, data=None):
 @task(help={"grid": "Points to measure: tiny (minutes on a CPU), mistral-7b-16gb (the 7B "
                     "shape under 9 GB: a 16 GB Mac) or mistral-7b (up to 22 GB).",
             "write": "Save the refitted coefficients for this machine's backend.",
-            "dtype": "Measure the grid's models in float32 or float16 instead of its own."})
+            "dtype": "Measure the grid's models in float32 or float16 instead of its own.",
+            "fresh": "Measure every point again instead of resuming from runs/calibrate/."})
 @exit_on_error
-def calibrate(c, grid="tiny", write=False, dtype=None):
+def calibrate(c, grid="tiny", write=False, dtype=None, fresh=False):
     """Measure training peaks on a grid and refit the memory model for this machine's backend."""
     from farol_core.device import backend
     from farol_train.calibrate import calibrate as run_calibrate
-    from farol_train.calibrate import default_file
+    from farol_train.calibrate import default_file, progress_file
 
-    run_calibrate(grid, backend(), default_file() if write else None, dtype=dtype)
+    kept = progress_file(RUNS, backend(), grid, dtype)
+    if fresh:
+        kept.unlink(missing_ok=True)
+    run_calibrate(grid, backend(), default_file() if write else None, dtype=dtype, progress=kept)
 
 
 @task(help={"run": "Run name.", "model": "Base model folder.", "out": "Output folder.",

@@ -119,3 +119,37 @@ def test_a_grid_can_be_measured_in_another_dtype():
     assert calibrate.GRIDS["tiny"][0].shape.dtype_bytes == 4  # the shipped grid is untouched
     with pytest.raises(calibrate.FarolError, match="cannot measure in 'bfloat16'"):
         calibrate.grid("tiny", "bfloat16")
+
+
+def test_a_stopped_grid_resumes_from_the_points_it_kept(tmp_path):
+    kept = tmp_path / "runs" / "calibrate" / "cpu-tiny-own.json"
+    seen = []
+
+    def stop_after_first(point, was_kept):
+        seen.append((point.measured, was_kept))
+        raise KeyboardInterrupt  # what Ctrl+C does once the first point is in
+
+    with pytest.raises(KeyboardInterrupt):
+        calibrate.measure(calibrate.grid("tiny")[:2], stop_after_first, kept, "cpu")
+    first = seen[0][0]
+    assert [p.measured for p in calibrate.recorded_points(kept, "cpu")] == [first]
+    log = []
+    points = calibrate.measure(calibrate.grid("tiny")[:2], lambda p, k: log.append(k), kept,
+                               "cpu")
+    assert log == [True, False]  # the first is kept, only the second is measured
+    assert points[0].measured == first and points[1].measured > 0
+    assert [p.measured for p in calibrate.recorded_points(kept, "cpu")] == \
+        [p.measured for p in points]
+
+
+def test_points_kept_under_another_mlx_or_device_are_measured_again(tmp_path):
+    kept = tmp_path / "kept.json"
+    points = _synthetic("tiny", {**load_calibration("cpu"), **KNOWN})
+    calibrate._keep_points(kept, "cpu", points)
+    assert len(calibrate._kept_points(kept, "cpu")) == len(points)
+    assert calibrate._kept_points(kept, "metal") == {}
+    table = json.loads(kept.read_text())
+    table["cpu"]["measured_on"] = "mlx 0.31.2 on AMD EPYC (Linux)"
+    kept.write_text(json.dumps(table))
+    assert calibrate._kept_points(kept, "cpu") == {}
+    assert calibrate.progress_file("runs", "cuda", "mistral-7b").name == "cuda-mistral-7b-own.json"

@@ -106,10 +106,12 @@ GRIDS = {
 
 
 def calibrate(grid_name: str, backend: str, out: str | Path | None = None, log=print,
-              recorded: str | Path | None = None, dtype: str | None = None) -> dict:
+              recorded: str | Path | None = None, dtype: str | None = None,
+              progress: str | Path | None = None) -> dict:
     """Measure a grid on this machine (its models in `dtype` when given), or take the points
     `recorded` for `backend` in a calibration file; show the estimate's error with `backend`'s
-    current coefficients and with refitted ones, and save the refit to `out` when given."""
+    current coefficients and with refitted ones, and save the refit to `out` when given.
+    With a `progress` file, measured points are kept there as they come (see `measure`)."""
     current = load_calibration(backend)
     if recorded is not None:
         points = recorded_points(recorded, backend)
@@ -119,7 +121,12 @@ def calibrate(grid_name: str, backend: str, out: str | Path | None = None, log=p
         log(f"measuring {len(points)} points of the {grid_name} grid"
             f"{f' in {dtype}' if dtype else ''} on {backend}, one process "
             "each (hidden/layers/MLP/vocab, LoRA layers, batch x tokens)")
-        measure(points, lambda p: log(f"  {p.label():42} {p.measured / 1e6:10.1f} MB"))
+        if progress is not None:
+            log(f"measured points are kept in {progress}: a stopped run resumes from them "
+                "(--fresh measures all again)")
+        measure(points, lambda p, kept: log(f"  {p.label():42} {p.measured / 1e6:10.1f} MB"
+                                            f"{'  (kept from an earlier run)' if kept else ''}"),
+                progress, backend)
     refit = fit(points, current)
     _report(points, current, refit, backend, log)
     if out is not None:
@@ -161,13 +168,52 @@ def grid(name: str, dtype: str | None = None) -> list[Point]:
             for p in GRIDS[name]]
 
 
-def measure(points: list[Point], on_point=None) -> list[Point]:
-    """Measure each point's peak in its own process; `on_point(point)` after each."""
+def measure(points: list[Point], on_point=None, progress: str | Path | None = None,
+            backend: str = "") -> list[Point]:
+    """Measure each point's peak in its own process; `on_point(point, kept)` after each.
+
+    With a `progress` file (a calibration file's layout under `backend`), the points it holds
+    from this same machine and mlx are kept rather than measured again, and each new point is
+    added to it as soon as it is measured: an interrupted grid resumes where it stopped, and
+    `--from` can refit what it holds."""
+    done = _kept_points(progress, backend) if progress is not None else {}
     for point in points:
-        point.measured = measure_peak(point.shape, point.lora, point.training)
+        point.measured = done.get(_key(point))
+        if point.measured is None:
+            point.measured = measure_peak(point.shape, point.lora, point.training)
+            if progress is not None:
+                _keep_points(progress, backend, [p for p in points if p.measured is not None])
         if on_point is not None:
-            on_point(point)
+            on_point(point, _key(point) in done)
     return points
+
+
+def progress_file(runs_dir: str | Path, backend: str, grid_name: str,
+                  dtype: str | None = None) -> Path:
+    """Where a grid's measured points are kept while it runs: `<runs_dir>/calibrate/`."""
+    return Path(runs_dir) / "calibrate" / f"{backend}-{grid_name}-{dtype or 'own'}.json"
+
+
+def _key(point: Point) -> tuple:
+    return astuple(point.shape), point.lora_layers, point.batch, point.seq, point.checkpoint
+
+
+def _kept_points(path: str | Path, backend: str) -> dict:
+    # Peaks measured under another mlx or on another device are not this machine's.
+    if not Path(path).is_file() or _entry(path, backend).get("measured_on") != machine():
+        return {}
+    return {_key(p): p.measured for p in recorded_points(path, backend)}
+
+
+def _keep_points(path: str | Path, backend: str, points: list[Point]) -> None:
+    entry = {"status": "measured", "measured_on": machine(), "points": _rows(points)}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(path), json.dumps({backend: entry}, indent=2) + "\n")
+
+
+def _rows(points: list[Point]) -> list[dict]:
+    return [{**asdict(p.shape), "lora_layers": p.lora_layers, "batch": p.batch, "seq": p.seq,
+             "checkpoint": p.checkpoint, "measured": p.measured} for p in points]
 
 
 def fit(points: list[Point], base: dict) -> dict:
@@ -273,8 +319,6 @@ def save(path: str | Path, backend: str, calibration: dict, points: list[Point],
                        f"steps, one point per process, {len(points)} points; largest error "
                        f"{worst:.1%}")
     entry["measured_on"] = measured_on
-    entry["points"] = [{**asdict(p.shape), "lora_layers": p.lora_layers, "batch": p.batch,
-                        "seq": p.seq, "checkpoint": p.checkpoint, "measured": p.measured}
-                       for p in points]
+    entry["points"] = _rows(points)
     table[backend] = entry
     atomic_write_text(path, json.dumps(table, indent=2) + "\n")

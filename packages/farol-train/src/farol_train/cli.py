@@ -120,16 +120,23 @@ def preflight_cmd(config, model, data):
 @click.option("--dtype", type=click.Choice(calibrate.MEASURED_DTYPES), default=None,
               help="Measure the grid's models in this dtype (default: the grid's own: float32 "
                    "for tiny, float16 for the Mistral-7B grids).")
+@click.option("--progress", type=click.Path(dir_okay=False), default=None,
+              help="Keep measured points here; a run stopped midway resumes from them "
+                   "(default: runs/calibrate/BACKEND-GRID-DTYPE.json).")
+@click.option("--fresh", is_flag=True, help="Measure every point again, ignoring kept ones.")
 @exit_on_error
-def calibrate_cmd(grid_name, write, out, recorded, backend_name, dtype):
+def calibrate_cmd(grid_name, write, out, recorded, backend_name, dtype, progress, fresh):
     """Measure training peaks on a grid and refit the memory model for this backend."""
     here = backend()
     if backend_name not in (None, here) and recorded is None:
         raise FarolError(f"this machine runs MLX on {here}; it cannot measure {backend_name}",
                          hint="measure on that machine, or refit recorded points with --from")
     target = out or (calibrate.default_file() if write else None)
+    kept = Path(progress or calibrate.progress_file("runs", here, grid_name, dtype))
+    if fresh:
+        kept.unlink(missing_ok=True)
     calibrate.calibrate(grid_name, backend_name or here, target, log=click.echo,
-                        recorded=recorded, dtype=dtype)
+                        recorded=recorded, dtype=dtype, progress=None if recorded else kept)
 
 
 @main.command("configure")
