@@ -217,10 +217,8 @@ def calibrate(c, grid="tiny", write=False, dtype=None, fresh=False):
     from farol_train.calibrate import calibrate as run_calibrate
     from farol_train.calibrate import default_file, progress_file
 
-    kept = progress_file(RUNS, backend(), grid, dtype)
-    if fresh:
-        kept.unlink(missing_ok=True)
-    run_calibrate(grid, backend(), default_file() if write else None, dtype=dtype, progress=kept)
+    run_calibrate(grid, backend(), default_file() if write else None, dtype=dtype,
+                  progress=progress_file(RUNS, backend(), grid, dtype), fresh=fresh)
 
 
 @task(help={"run": "Run name.", "model": "Base model folder.", "out": "Output folder.",

@@ -153,3 +153,11 @@ def test_points_kept_under_another_mlx_or_device_are_measured_again(tmp_path):
     kept.write_text(json.dumps(table))
     assert calibrate._kept_points(kept, "cpu") == {}
     assert calibrate.progress_file("runs", "cuda", "mistral-7b").name == "cuda-mistral-7b-own.json"
+
+
+def test_fresh_drops_the_kept_points(tmp_path):
+    kept = tmp_path / "kept.json"
+    calibrate._keep_points(kept, "cpu", _synthetic("tiny", {**load_calibration("cpu"), **KNOWN}))
+    calibrate.calibrate("tiny", "cpu", log=lambda line: None, recorded=calibrate.default_file(),
+                        progress=kept, fresh=True)
+    assert not kept.exists()

@@ -107,12 +107,15 @@ GRIDS = {
 
 def calibrate(grid_name: str, backend: str, out: str | Path | None = None, log=print,
               recorded: str | Path | None = None, dtype: str | None = None,
-              progress: str | Path | None = None) -> dict:
+              progress: str | Path | None = None, fresh: bool = False) -> dict:
     """Measure a grid on this machine (its models in `dtype` when given), or take the points
     `recorded` for `backend` in a calibration file; show the estimate's error with `backend`'s
     current coefficients and with refitted ones, and save the refit to `out` when given.
-    With a `progress` file, measured points are kept there as they come (see `measure`)."""
+    With a `progress` file, measured points are kept there as they come (see `measure`);
+    `fresh` drops the ones it holds first."""
     current = load_calibration(backend)
+    if fresh and progress is not None:
+        Path(progress).unlink(missing_ok=True)
     if recorded is not None:
         points = recorded_points(recorded, backend)
         log(f"refitting {len(points)} points recorded for {backend} in {recorded}")

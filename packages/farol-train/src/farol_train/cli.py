@@ -132,11 +132,10 @@ def calibrate_cmd(grid_name, write, out, recorded, backend_name, dtype, progress
         raise FarolError(f"this machine runs MLX on {here}; it cannot measure {backend_name}",
                          hint="measure on that machine, or refit recorded points with --from")
     target = out or (calibrate.default_file() if write else None)
-    kept = Path(progress or calibrate.progress_file("runs", here, grid_name, dtype))
-    if fresh:
-        kept.unlink(missing_ok=True)
+    kept = progress or calibrate.progress_file("runs", here, grid_name, dtype)
     calibrate.calibrate(grid_name, backend_name or here, target, log=click.echo,
-                        recorded=recorded, dtype=dtype, progress=None if recorded else kept)
+                        recorded=recorded, dtype=dtype, progress=None if recorded else kept,
+                        fresh=fresh)
 
 
 @main.command("configure")
