@@ -18,3 +18,17 @@ def test_atomic_write_lines_streams_and_leaves_no_temp_file(tmp_path):
         atomic_write_lines(path, broken())
     assert path.read_text() == "0\n1\n2\n"
     assert [p.name for p in path.parent.iterdir()] == ["x.jsonl"]
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    # mkstemp's 0600 made outputs unreadable to anyone but their owner (a service, a group).
+    import os
+
+    from farol_core.io import atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "report.json", "{}")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644

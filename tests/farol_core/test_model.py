@@ -56,3 +56,41 @@ def test_load_tokenizer_alone_installs_farols_template(tiny_model, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FarolError, match="Could not load a tokenizer"):
         load_tokenizer(tmp_path / "empty")
+
+
+def _adapter(folder, tensors: dict, config: dict | None = None):
+    folder.mkdir()
+    lora = {"rank": 4, "scale": 20.0, "dropout": 0.0, "keys": None}
+    cfg = {"fine_tune_type": "lora", "num_layers": 1, "lora_parameters": lora}
+    (folder / "adapter_config.json").write_text(json.dumps(cfg if config is None else config))
+    mx.save_safetensors(str(folder / "adapters.safetensors"), tensors)
+    return folder
+
+
+def test_adapter_for_another_model_is_one_clear_line(tiny_model, tmp_path):
+    # A rank-4 LoRA of a model 7 wide: it cannot fit the tiny model (128 wide).
+    q = "model.layers.3.self_attn.q_proj"
+    adapter = _adapter(tmp_path / "run", {f"{q}.lora_a": mx.zeros((7, 4)),
+                                          f"{q}.lora_b": mx.zeros((4, 7))})
+    (adapter / "config.json").write_text(json.dumps({"model": "models/outro-modelo"}))
+    with pytest.raises(FarolError) as err:
+        load_model(tiny_model, adapter)
+    assert "does not fit the model" in err.value.message
+    assert "\n" not in err.value.message and "models/outro-modelo" in err.value.hint
+
+
+def test_broken_model_and_adapter_files_are_clear_errors(tiny_model, tmp_path):
+    import shutil
+
+    broken = shutil.copytree(tiny_model, tmp_path / "broken")
+    with open(broken / "model.safetensors", "r+b") as f:  # an interrupted download
+        f.truncate(1000)
+    with pytest.raises(FarolError, match="Could not load"):
+        load_model(broken)
+    with pytest.raises(FarolError, match="not an mlx-lm adapter"):
+        load_model(tiny_model, _adapter(tmp_path / "peft", {"x": mx.zeros(1)}, config={}))
+    cut = _adapter(tmp_path / "cut", {"model.layers.3.self_attn.q_proj.lora_a": mx.zeros((128, 4))})
+    with open(cut / "adapters.safetensors", "r+b") as f:
+        f.truncate(20)
+    with pytest.raises(FarolError, match="Could not load the adapter"):
+        load_model(tiny_model, cut)

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -23,7 +24,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
     failure removed, so `path` is always the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_temp_file(path)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
@@ -33,6 +34,17 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_temp_file(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new file beside `path`. Unlike mkstemp's 0600, mode 0666 goes through
+    the umask, so the renamed file gets the permissions any other new file would."""
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:  # a leftover of a crash, or a writer beside us: pick again
+            continue
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from mlx_lm import load
+from mlx_lm.utils import load_adapters
 from mlx_lm.utils import load_tokenizer as _mlx_load_tokenizer
 
 from farol_core import template
@@ -37,20 +38,69 @@ def check_adapter_dir(path: str | Path) -> Path:
             f"No adapter at {path} (missing {', '.join(missing)})",
             hint="train one with `invoke train`, or leave out --adapter-path for the base model",
         )
+    _check_adapter_config(path / "adapter_config.json")
     return path
 
 
+def _check_adapter_config(path: Path) -> None:
+    # mlx-lm reads these keys as attributes, so a missing one would be an AttributeError there.
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise FarolError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise FarolError(f"{path} must hold a JSON object")
+    full = config.get("fine_tune_type") == "full"
+    missing = [k for k in ("num_layers", "lora_parameters") if k not in config and not full]
+    if missing:
+        raise FarolError(f"{path} lacks {', '.join(missing)}: it is not an mlx-lm adapter",
+                         hint="train one with `invoke train`")
+
+
 def load_model(model_path: str | Path, adapter_path: str | Path | None = None):
-    """(model, tokenizer) via `mlx_lm.load`, with Farol's chat template installed."""
+    """(model, tokenizer) via `mlx_lm.load`, with Farol's chat template installed. The adapter
+    is applied in a second step, so an error names the folder at fault."""
     model_path = check_model_dir(model_path)
     if adapter_path is not None:
-        adapter_path = str(check_adapter_dir(adapter_path))
+        adapter_path = check_adapter_dir(adapter_path)
     try:
-        model, tokenizer = load(str(model_path), adapter_path=adapter_path)
-    except (ValueError, KeyError, FileNotFoundError) as e:
+        model, tokenizer = load(str(model_path))
+    # RuntimeError: mlx's safetensors reader on a truncated or corrupt weights file.
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
         raise FarolError(f"Could not load {model_path}: {e}") from None
+    if adapter_path is not None:
+        apply_adapter(model, adapter_path, model_path)
     template.install(tokenizer)
     return model, tokenizer
+
+
+def apply_adapter(model, adapter_path: str | Path, model_path: str | Path) -> None:
+    """Load the LoRA adapter at `adapter_path` into `model` and put it in eval mode; an adapter
+    trained on another model is a one-line FarolError naming the model it was trained on."""
+    try:
+        load_adapters(model, str(adapter_path))
+    except ValueError as e:
+        if "incompatible tensors" not in str(e):
+            raise FarolError(f"Could not load the adapter {adapter_path}: {e}") from None
+        lines = str(e).splitlines()  # mlx-lm lists every tensor; one is enough
+        first = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise FarolError(f"The adapter {adapter_path} does not fit the model {model_path} "
+                         f"({first})", hint=_trained_on(Path(adapter_path))) from None
+    except RuntimeError as e:
+        raise FarolError(f"Could not load the adapter {adapter_path}: {e}") from None
+    model.eval()
+
+
+def _trained_on(adapter_path: Path) -> str:
+    # Farol's runs record their base model in config.json beside (or above) the adapter.
+    for config in (adapter_path / "config.json", adapter_path.parent / "config.json"):
+        try:
+            model = json.loads(config.read_text(encoding="utf-8")).get("model")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if model:
+            return f"it was trained on {model}; pass that model with it"
+    return "pass the base model the adapter was trained on"
 
 
 def load_tokenizer(model_path: str | Path):

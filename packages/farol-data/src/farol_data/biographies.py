@@ -13,7 +13,8 @@ _HEADING = re.compile(r"^#+\s*")
 
 def read_biography(path: Path) -> tuple[str, list[str]]:
     """(player name, paragraphs): the name is the first heading, else the file name."""
-    text = path.read_text(encoding="utf-8")
+    # utf-8-sig: editors on Windows start files with a BOM, which would hide the "# Name" line.
+    text = path.read_text(encoding="utf-8-sig")
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
     if paragraphs and paragraphs[0].startswith("#"):
         first, *rest = paragraphs[0].split("\n", 1)
@@ -24,17 +25,26 @@ def read_biography(path: Path) -> tuple[str, list[str]]:
     return name, paragraphs
 
 
+def biography_files(folder: str | Path) -> list[Path]:
+    """The `.md` / `.txt` files under `folder`, sorted; a FarolError if there are none, since
+    a folder without biographies is almost always the wrong folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FarolError(f"Biographies folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*")
+                   if p.suffix.lower() in (".md", ".txt") and p.is_file())
+    if not files:
+        raise FarolError(f"No biographies (.md or .txt files) under {folder}",
+                         hint="pass the folder that holds one file per player")
+    return files
+
+
 def biography_records(folder: str | Path, questions: list[str],
                       paragraphs: int) -> Iterator[tuple[str, int, dict | Bad]]:
     """(file, question number, record) per question per biography. The category is the folder
     the file sits in and `player` its name, so the split keeps a player on one side. A file that
     is not UTF-8 yields a Bad, which the caller counts as rejected."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FarolError(f"Biographies folder not found: {folder}")
-    for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() not in (".md", ".txt") or not path.is_file():
-            continue
+    for path in biography_files(folder):
         try:
             name, paras = read_biography(path)
         except UnicodeDecodeError as e:

@@ -43,8 +43,11 @@ def is_valid(definition: str, record: dict) -> bool:
 
 
 def map_fields(record: dict, field_map: dict[str, str]) -> dict:
-    """`record` with aliased field names renamed to Farol's; a name already present wins."""
-    renames = [(k, v) for k, v in (*ALIASES.items(), *field_map.items()) if k in record]
+    """`record` with aliased field names renamed to Farol's; a name already present wins.
+
+    The user's `field_map` overrides a built-in alias of the same name (e.g. "resposta":
+    "completion" for files whose questions are under "pergunta")."""
+    renames = [(k, v) for k, v in {**ALIASES, **field_map}.items() if k in record]
     if not renames:
         return record
     record = dict(record)
@@ -64,8 +67,10 @@ def detect_format(record: dict) -> str:
         return "alpaca"
     if "text" in record:
         return "text"
-    raise RecordError("unknown format: expected prompt/completion, instruction/output, "
-                      "messages or text fields")
+    # Naming the fields found tells the user what to put in field_map.
+    found = ", ".join(sorted(record)[:8]) or "none"
+    raise RecordError(f"unknown format (fields: {found}): expected prompt/completion, "
+                      "instruction/output, messages or text; map other names with field_map")
 
 
 def check(record: dict, fmt: str) -> None:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from farol_core.config import load_config
+from farol_core.config import ConfigError, load_config
 from farol_core.errors import FarolError
 from farol_core.model import load_tokenizer
 
 from farol_data.balance import cap_per_category
-from farol_data.biographies import biography_records
+from farol_data.biographies import biography_files, biography_records
 from farol_data.clean import clean_text, count_urls, word_count
 from farol_data.dedup import NearDuplicates, fingerprint
 from farol_data.formats import RecordError, map_fields, to_messages
@@ -83,7 +83,8 @@ def prepare(inputs: list[str | Path], out_dir: str | Path, biographies: str | Pa
     with the number of input bytes read as reading advances.
     """
     cfg = load_config("data", config, {"seed": seed})
-    _check_inputs(inputs, biographies)
+    check_data_config(cfg, str(config) if config is not None else "<defaults>")
+    _check_inputs(inputs, biographies, Path(out_dir))
     tok = load_tokenizer(tokenizer) if tokenizer is not None else None  # fail before the work
     tally = collect(raw_records(inputs, biographies, cfg, progress), cfg)
     try:
@@ -94,13 +95,29 @@ def prepare(inputs: list[str | Path], out_dir: str | Path, biographies: str | Pa
     return PrepareResult(Path(out_dir), report)
 
 
-def _check_inputs(inputs: list, biographies) -> None:
+def check_data_config(cfg: dict, label: str) -> None:
+    """ConfigError for what the schema can't express: split ratios that are all 0 leave
+    nowhere to put a record."""
+    if sum(cfg["split"].values()) <= 0:
+        raise ConfigError(label, ["split: at least one of train/valid/test must be above 0"])
+
+
+def _check_inputs(inputs: list, biographies, out_dir: Path) -> None:
     if not inputs and biographies is None:
         raise FarolError("No input given", hint="pass --input FILE and/or --biographies DIR")
-    for path in inputs:
-        check_readable(Path(path))
-    if biographies is not None and not Path(biographies).is_dir():
-        raise FarolError(f"Biographies folder not found: {biographies}")
+    seen, outputs = set(), {(out_dir / name).resolve() for name in OUTPUT_FILES}
+    for path in map(Path, inputs):
+        key = check_readable(path).resolve()
+        if key in seen:
+            raise FarolError(f"Input given twice: {path}", hint="pass each file once")
+        if key in outputs:
+            raise FarolError(f"Input {path} would be overwritten by the output in {out_dir}",
+                             hint="pass another --out folder, or move the input")
+        seen.add(key)
+    if biographies is not None:
+        biography_files(biographies)  # fail before the work
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FarolError(f"Output folder {out_dir} is a file", hint="pass a folder to --out")
 
 
 def _finish(tally: Tally, cfg: dict, out_dir: Path, tok, tokenizer_path: str | None) -> dict:
@@ -183,13 +200,16 @@ def answer_problem(answer: str, cfg: dict) -> str | None:
 
 
 def _prepared(messages: list[dict], record: dict, source: str, line: int) -> dict:
-    player = record.get("player")
+    # Names are cleaned like the text: a lone surrogate (JavaScript cutting an emoji in two)
+    # would break report.json, and "Hassan  Nader" must group with "Hassan Nader".
+    player = clean_text(record["player"]) if record.get("player") else None
     if "conversation_id" in record:
         group = f"conversation:{record['conversation_id']}"
     else:
         group = f"player:{player}" if player else f"record:{source}:{line}"
-    return {"messages": messages, "category": record.get("category") or _stem(source),
-            "source": f"{source}:{line}", "group": group, "player": player}
+    category = clean_text(record.get("category") or "") or _stem(source)
+    return {"messages": messages, "category": category, "source": f"{source}:{line}",
+            "group": group, "player": player or None}
 
 
 @cache
@@ -225,6 +245,8 @@ def _capped_reject(record: dict, cap: int) -> dict:
 
 def _reject_summary(tally: Tally) -> str:
     reasons = tally.reasons.most_common(3)
+    if not reasons and not tally.duplicates:
+        return "the inputs hold no records: are the files empty?"
     if not reasons:
         return "every record duplicates an earlier one"
     first = tally.first_reject

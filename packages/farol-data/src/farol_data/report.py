@@ -1,12 +1,14 @@
 """report.json (checked against the shipped schema), report.md, and the output files."""
 
+import contextlib
 import json
 from collections import Counter
 from importlib import resources
 from pathlib import Path
 
 from farol_core.config import validate
-from farol_core.io import atomic_write_lines, atomic_write_text, write_json
+from farol_core.errors import FarolError
+from farol_core.io import atomic_file
 
 from farol_data import analysis
 
@@ -43,15 +45,23 @@ def build_report(cfg: dict, tally, kept: list[dict], capped: int, splits: dict, 
 
 
 def write_outputs(out_dir: Path, splits: dict, tally, report: dict) -> None:
-    """Validate the report, then write the splits and rejects.jsonl from the spools, then
-    report.json and report.md."""
+    """Validate the report, then write the splits and rejects.jsonl from the spools, and
+    report.json and report.md. Every file is written to a temp file first and the six are
+    renamed only once all are complete, so a failure (disk full, no permission) leaves the
+    previous outputs as they were instead of a mix of old and new files."""
     validate(load_report_schema(), report, "report.json")
-    for name, entries in splits.items():
-        atomic_write_lines(out_dir / f"{name}.jsonl",
-                           tally.records.lines(e["offset"] for e in entries))
-    atomic_write_lines(out_dir / "rejects.jsonl", iter(tally.rejects))
-    write_json(out_dir / "report.json", report)
-    atomic_write_text(out_dir / "report.md", report_markdown(report))
+    contents = {f"{name}.jsonl": tally.records.lines(e["offset"] for e in entries)
+                for name, entries in splits.items()}
+    contents["rejects.jsonl"] = iter(tally.rejects)
+    contents["report.json"] = [json.dumps(report, ensure_ascii=False, indent=2) + "\n"]
+    contents["report.md"] = [report_markdown(report)]
+    try:
+        with contextlib.ExitStack() as stack:
+            for name, lines in contents.items():
+                stack.enter_context(atomic_file(out_dir / name)).writelines(lines)
+    except OSError as e:
+        raise FarolError(f"Could not write the outputs to {out_dir}: {e.strerror or e}"
+                         + (f" ({e.filename})" if e.filename else "")) from None
 
 
 def _reason_counts(reasons: Counter) -> dict:

@@ -98,7 +98,10 @@ def _array_items(path: Path, text: str) -> Iterator[tuple[str, int, object]]:
     line, counted = 1, 0  # line numbers counted incrementally, so long arrays stay linear
     while True:
         pos = _skip(text, pos)
-        if pos >= len(text) or text[pos] == "]":
+        if pos >= len(text):
+            return
+        if text[pos] == "]":
+            yield from _after_array(path, text, pos + 1, line + text.count("\n", counted, pos))
             return
         line, counted = line + text.count("\n", counted, pos), pos
         try:
@@ -109,6 +112,15 @@ def _array_items(path: Path, text: str) -> Iterator[tuple[str, int, object]]:
             return
         yield str(path), line, item if isinstance(item, dict) else Bad(
             f"expected a JSON object, got {type(item).__name__}", json.dumps(item))
+
+
+def _after_array(path: Path, text: str, pos: int,
+                 line: int) -> Iterator[tuple[str, int, object]]:
+    """Whatever follows the array's "]" (JSON Lines appended to an array file, or a JSON Lines
+    file whose first line is an array), read as JSON Lines so that nothing is dropped."""
+    for lineno, rest in enumerate(text[pos:].split("\n"), start=line):
+        if rest.strip():
+            yield str(path), lineno, parse_line(rest.encode("utf-8"))
 
 
 def _skip(text: str, pos: int) -> int:

@@ -24,7 +24,9 @@ class Spool:
         if self.reading:
             self.file.seek(offset)
             self.reading = False
-        data = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+        # A lone surrogate ("\\ud83d" in the input) can't be UTF-8; backslashreplace writes it
+        # back as that same JSON escape, so a rejected record's raw text round-trips.
+        data = json.dumps(record, ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n"
         self.file.write(data)
         self.end += len(data)
         self.count += 1
