@@ -49,18 +49,22 @@ def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits=4, group_size=64, forc
 
 
 @task(iterable=["input"], help={"input": "Q&A file (repeatable).",
-                                "biographies": "Biographies folder.", "out": "Output folder.",
+                                "biographies": "Biographies folder (default: the sample's, "
+                                               "only when no --input is given).",
+                                "out": "Output folder.",
                                 "config": "Data config file.", "seed": "Split seed.",
                                 "tokenizer": "Model folder whose tokenizer counts tokens "
                                              "(default: the tiny model when it exists)."})
 @exit_on_error
-def prepare(c, input=None, biographies=str(SAMPLE_BIOS), out=str(PROCESSED), config=None,
+def prepare(c, input=None, biographies=None, out=str(PROCESSED), config=None,
             seed=None, tokenizer=None):
     """Repair, validate, deduplicate, balance, analyse and split Q&A data into train/valid/test."""
     from farol_data.console import prepare_with_console
 
     tokenizer = tokenizer or (str(TINY) if (TINY / "config.json").exists() else None)
-    prepare_with_console(input or [SAMPLE_QA], out, biographies=biographies or None,
+    if not input and not biographies:  # the embedded sample; the user's data never gets it mixed in
+        input, biographies = [SAMPLE_QA], SAMPLE_BIOS
+    prepare_with_console(input, out, biographies=biographies,
                          config=config, seed=_int(seed),
                          tokenizer=tokenizer)
 
