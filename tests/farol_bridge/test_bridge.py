@@ -1,6 +1,7 @@
 """Smoke test of farol-bridge: farol-ask's JSON, and the server's protocol lines."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,15 @@ def test_serve_process_speaks_json_lines(tiny_4bit):
     assert len(lines) == 5 and set(by_id) == {1, None, 2, 3}
     assert [by_id[i]["status"] for i in (1, None, 2, 3)] == ["ok", "error", "ok", "ok"]
     assert by_id[3]["device"]["backend"] in ("cpu", "metal", "cuda")
+
+
+def test_replies_are_utf8_whatever_the_locale_and_never_dropped(tiny_4bit):
+    # A latin-1 stdout used to swallow the reply to "€"; a lone surrogate was dropped anywhere.
+    requests = ['{"id": "€ã", "op": "ping"}', '{"id": "\\ud800", "op": "ping"}',
+                '{"id": 3, "op": "ping"}']
+    proc = subprocess.run([str(BIN / "farol-bridge"), "serve", "--model", str(tiny_4bit)],
+                          input="\n".join(requests).encode() + b"\n", capture_output=True,
+                          timeout=120, env={**os.environ, "PYTHONIOENCODING": "latin-1"})
+    lines = [json.loads(x) for x in proc.stdout.decode("utf-8").splitlines()[1:]]
+    assert sorted(str(x["id"]) for x in lines) == sorted(["€ã", "\ud800", "3"])
+    assert all(x["response"] == "pong" for x in lines)

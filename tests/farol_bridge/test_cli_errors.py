@@ -11,3 +11,15 @@ def test_serve_with_unknown_model_exits_with_a_message(tmp_path):
     assert proc.returncode == 1
     assert proc.stdout == ""  # no protocol line: the bot sees the exit code and stderr
     assert "error: Model not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_with_a_corrupt_model_exits_with_one_line_not_a_traceback(tiny_4bit, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in tiny_4bit.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes()[:1000] if f.suffix == ".safetensors"
+                                      else f.read_bytes())  # weights cut short
+    proc = subprocess.run([str(BIN / "farol-bridge"), "serve", "--model", str(broken)],
+                          input="", capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert f"error: Could not load {broken}" in proc.stderr and "Traceback" not in proc.stderr

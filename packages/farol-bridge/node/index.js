@@ -6,6 +6,7 @@ const { spawn } = require('node:child_process');
 const readline = require('node:readline');
 
 const STDERR_LINES = 20;
+const MAX_LINE_BYTES = 1 << 20; // the bridge answers a longer line with an id-less too_long
 const OPTION_KEYS = ['max_tokens', 'temperature', 'top_p', 'repetition_penalty', 'stop', 'seed'];
 const DEFAULT_RESTART = { minDelayMs: 250, maxDelayMs: 10000, maxRestarts: Infinity };
 
@@ -52,7 +53,10 @@ class Bridge {
       return Promise.reject(new BridgeError(`bridge failed ${this.failures} times; giving up`,
         { code: 'down' }));
     }
-    this.ready = this._delay().then(() => this._spawn());
+    this.ready = this._delay().then(() => {
+      if (this.closed) throw new BridgeError('bridge is closed', { code: 'closed' }); // during the wait
+      return this._spawn();
+    });
     this.ready.catch(() => {}); // callers see the rejection; an unwatched one must not crash
     return this.ready;
   }
@@ -140,12 +144,18 @@ class Bridge {
 
   _send(msg) {
     if (!this.child) throw new BridgeError('bridge is not running', { code: 'down' });
-    this.child.stdin.write(`${JSON.stringify(msg)}\n`);
+    const line = JSON.stringify(msg);
+    if (Buffer.byteLength(line) > MAX_LINE_BYTES) { // refused here: its reply would carry no id
+      throw new BridgeError(`request is longer than ${MAX_LINE_BYTES} bytes`, { code: 'too_long', id: msg.id });
+    }
+    this.child.stdin.write(`${line}\n`);
   }
 
   /** Send one request; resolves with the final reply line. `onToken` receives streamed text. */
   async request(op, fields = {}, { timeoutMs = this.timeoutMs, onToken, id = this.nextId++ } = {}) {
     await this.start();
+    // close() may have sent shutdown while we waited: the bridge would never read this request.
+    if (this.closed) throw new BridgeError('bridge is closed', { code: 'closed', id });
     return new Promise((resolve, reject) => {
       const timer = timeoutMs > 0 ? setTimeout(() => {
         this.pending.delete(id);

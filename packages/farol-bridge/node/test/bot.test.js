@@ -3,7 +3,8 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { createBridge } = require('..');
-const { createChatServer } = require('../examples/bot/server');
+const { PassThrough } = require('node:stream');
+const { createChatServer, readBody } = require('../examples/bot/server');
 const { bridgeOptions } = require('./support/helpers');
 
 async function post(port, body) {
@@ -42,4 +43,14 @@ test('POST /api/chat answers locally, falls back, and rejects bad bodies', async
   assert.equal((await post(port, '{not json')).status, 400);
   assert.equal((await post(port, JSON.stringify({ message: '' }))).status, 400);
   assert.equal((await post(port, JSON.stringify({ message: 'x'.repeat(70000) }))).status, 413);
+});
+
+test('a body over the limit is refused and not kept in memory as it keeps coming', async () => {
+  const req = new PassThrough();
+  const read = readBody(req);
+  const rejected = assert.rejects(read, (err) => err.status === 413);
+  for (let i = 0; i < 40; i += 1) req.write('x'.repeat(16 * 1024)); // 640 KB against a 64 KB cap
+  await rejected;
+  assert.equal(req.listenerCount('data'), 0, 'no data listener left appending to the body');
+  req.end();
 });

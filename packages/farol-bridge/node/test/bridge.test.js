@@ -70,6 +70,13 @@ test('the real bridge', async (t) => {
     assert.notEqual(bridge.pid, pid);
   });
 
+  await t.test('a request over 1 MiB rejects at once with too_long, not a timeout', async () => {
+    // The bridge's too_long reply to such a line has no id: the client must refuse to send it.
+    await assert.rejects(bridge.ask('Farense '.repeat(140000), { timeoutMs: 5000 }),
+      (err) => err.code === 'too_long');
+    assert.equal((await bridge.ask('Olá', { max_tokens: 2 })).status, 'ok');
+  });
+
   await t.test('bridge errors reject with their code', async () => {
     await assert.rejects(bridge.ask('Olá', { max_tokens: -1 }), (err) => err.code === 'bad_request');
     await assert.rejects(bridge.ask(' '.repeat(10) + 'Farense '.repeat(5000)),
@@ -125,4 +132,23 @@ test('a dying child rejects with its exit code and stderr; the next request rest
 test('a command that does not exist rejects clearly', async () => {
   const bridge = createBridge({ command: '/nonexistent/farol-bridge', restart: false });
   await assert.rejects(bridge.ask('Olá'), (err) => err.code === 'start_failed' && /ENOENT/.test(err.message));
+});
+
+test('close() during the restart wait starts no new bridge', async () => {
+  const bridge = createBridge({ command: process.execPath, args: [FAKE, 'crash'], timeoutMs: 5000,
+    restart: { minDelayMs: 500 } });
+  await assert.rejects(bridge.ask('Olá'), (err) => err.code === 'exited');
+  const waiting = assert.rejects(bridge.ask('Olá'), (err) => err.code === 'closed'); // 500 ms wait
+  await bridge.close();
+  await waiting;
+  await new Promise((r) => setTimeout(r, 700));
+  assert.deepEqual([bridge.starts, bridge.pid], [1, null]);
+});
+
+test('a request made just before close() rejects as closed, not as an exit', async () => {
+  const bridge = createBridge({ command: process.execPath, args: [FAKE, 'noisy'], timeoutMs: 5000 });
+  await bridge.ping();
+  const late = assert.rejects(bridge.ask('Olá'), (err) => err.code === 'closed'); // would follow shutdown
+  await bridge.close();
+  await late;
 });

@@ -4,7 +4,7 @@ import json
 import sys
 
 import click
-from farol_core.errors import exit_on_error
+from farol_core.errors import FarolError, exit_on_error
 
 from farol_bridge.ask import ask
 from farol_bridge.server import Bridge, protocol_stdout, serve
@@ -24,10 +24,20 @@ def main():
 def serve_cmd(model, adapter_path, max_prompt_tokens, max_tokens_cap):
     """Load the model once, then answer one JSON request per stdin line."""
     with protocol_stdout() as out:
-        bridge = Bridge(model, adapter_path, max_prompt_tokens=max_prompt_tokens,
-                        max_tokens_cap=max_tokens_cap)
+        bridge = _load(model, adapter_path, max_prompt_tokens=max_prompt_tokens,
+                       max_tokens_cap=max_tokens_cap)
         status = serve(bridge, sys.stdin.buffer, out)
     sys.exit(status)
+
+
+def _load(model, adapter_path, **limits) -> Bridge:
+    """The loaded Bridge; any load failure becomes one `error:` line on stderr and exit 1."""
+    try:
+        return Bridge(model, adapter_path, **limits)
+    except FarolError:
+        raise
+    except Exception as e:  # a corrupt model (say, a half-downloaded file): no traceback
+        raise FarolError(f"Could not load {model}: {type(e).__name__}: {e}") from None
 
 
 @click.command()

@@ -108,9 +108,19 @@ class Emitter:
 
     def __call__(self, obj: dict) -> None:
         line = json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n"
+        if not _utf8_ok(line):  # a lone surrogate (say, in an echoed id): escape it, don't drop
+            line = json.dumps(obj, allow_nan=False) + "\n"
         with self.lock, contextlib.suppress(OSError, ValueError):  # the client went away
             self.stdout.write(line)
             self.stdout.flush()
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def serve(bridge: Bridge, stdin: IO[bytes], stdout: IO[str]) -> int:
@@ -204,6 +214,8 @@ def protocol_stdout() -> Iterator[IO[str]]:
     """Yield the real stdout for protocol lines while `sys.stdout` points at stderr, so that
     nothing a library prints can corrupt the protocol."""
     real = sys.stdout
+    if hasattr(real, "reconfigure"):  # the protocol is UTF-8 whatever the locale says
+        real.reconfigure(encoding="utf-8", errors="strict")
     sys.stdout = sys.stderr
     try:
         yield real

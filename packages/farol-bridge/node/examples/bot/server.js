@@ -35,10 +35,14 @@ function readBody(req) {
   return new Promise((resolve, reject) => {
     let body = '';
     req.setEncoding('utf8');
-    req.on('data', (chunk) => {
+    const onData = (chunk) => {
       body += chunk;
-      if (body.length > MAX_BODY) reject(Object.assign(new Error('body too large'), { status: 413 }));
-    });
+      if (body.length <= MAX_BODY) return;
+      req.off('data', onData); // hold no more of it: the rest of the upload is read and dropped
+      body = '';
+      reject(Object.assign(new Error('body too large'), { status: 413 }));
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(body));
     req.on('error', reject);
   });
@@ -85,4 +89,4 @@ function main() {
 
 if (require.main === module) main();
 
-module.exports = { createChatServer, openaiFallback };
+module.exports = { createChatServer, openaiFallback, readBody };
