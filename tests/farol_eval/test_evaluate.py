@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -151,3 +152,36 @@ def test_report_from_known_answers_ranks_wins_and_losses_in_markdown():
         in wins_part
     assert "não sei" in md.split("## Largest losses")[1]
     assert to_csv(report).count("\n") == 4
+
+
+def test_an_adapter_for_another_base_is_a_clear_error_before_any_measuring(trained_run,
+                                                                         tmp_path):
+    from farol_core.tiny import TINY_SHAPE, create_tiny_model
+
+    result, _ = trained_run
+    wider = create_tiny_model(tmp_path / "wider", ["Faro fica no Algarve."] * 50, vocab_size=300,
+                              shape={**TINY_SHAPE, "hidden_size": 192, "head_dim": 48})
+    logs = []
+    with pytest.raises(FarolError, match=r"The adapter .* does not fit this base model"):
+        evaluate(result.run_dir, model=str(wider), out=tmp_path / "eval", log=logs.append)
+    assert logs[0].startswith("note: the run trained on") and len(logs) == 1  # nothing measured
+    assert not (tmp_path / "eval").exists()
+
+
+def test_a_corrupt_checkpoint_is_left_out_of_the_curve_with_a_warning(trained_run, tiny_4bit,
+                                                                     processed, tmp_path):
+    from farol_core.dataset import load_split
+    from farol_core.model import load_model
+    from farol_eval.checkpoints import curve
+
+    result, _ = trained_run
+    shutil.copytree(result.run_dir / "checkpoints", tmp_path / "checkpoints")
+    broken = tmp_path / "checkpoints" / "step-0000030" / "adapters.safetensors"
+    broken.write_bytes(broken.read_bytes()[:100])  # a save cut short
+    model, tokenizer = load_model(tiny_4bit)
+    valid = load_split(processed / "valid.jsonl", tokenizer)[:4]
+    logs = []
+    found = curve(model, tmp_path, valid, valid, 4, 256, logs.append)
+    assert [p["step"] for p in found["points"]] == [15] and found["best"]["step"] == 15
+    assert logs[-1].startswith("warning: skipping checkpoint step-0000030: Could not load the "
+                               "adapter")

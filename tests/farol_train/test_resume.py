@@ -238,12 +238,45 @@ def test_fresh_starts_over_and_a_changed_config_is_refused(reference, tmp_path):
     done = train(config, log=logs.append)
     assert done.resumed_from == 14 and any("already complete" in x for x in logs)
     changed = {**config, "lora": {"num_layers": 1, "rank": 8}}
-    with pytest.raises(FarolError, match="different lora"):
+    with pytest.raises(FarolError, match=r"different lora\.rank \(now 8, checkpoints 4\)"):
         train(changed, log=lambda _: None)
     again = train(config, log=lambda _: None, fresh=True, iters=4)
     assert again.resumed_from == 0 and again.steps == 4
     assert [p.name for p in ckpt.list_checkpoints(tmp_path / "quick")] == ["step-0000003",
                                                                             "step-0000004"]
+
+
+def _tree(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_no_usable_checkpoint_is_refused_and_fresh_says_what_it_deletes(reference, tmp_path):
+    ref, config = reference
+    run_dir = tmp_path / "quick"
+    shutil.copytree(ref.run_dir, run_dir)
+    for folder in ckpt.list_checkpoints(run_dir):  # every checkpoint fails its manifest
+        (folder / ckpt.OPTIMIZER_FILE).write_bytes(b"cut")
+    before = _tree(run_dir)
+    config = {**config, "runs_dir": str(tmp_path)}
+    with pytest.raises(FarolError, match="best adapter .* no checkpoint that can be resumed"):
+        train(config, log=lambda _: None)
+    assert _tree(run_dir) == before  # the best adapter and the logs are still there
+    logs = []
+    train(config, log=logs.append, fresh=True, iters=1)
+    assert any(x.startswith("--fresh: removed 2 checkpoint(s)") and "the best adapter" in x
+               for x in logs)
+
+
+def test_data_changed_at_the_same_path_is_refused(tiny_4bit, processed, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(processed, data)
+    config = {**quick(tiny_4bit, data, tmp_path, iters=3), "data": str(data)}
+    train(config, log=lambda _: None)
+    rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
+    rows[0]["messages"][-1]["content"] = "Uma resposta corrigida."  # same count, new content
+    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(FarolError, match="the train data changed since checkpoint step-0000003"):
+        train(config, log=lambda _: None, iters=6)
 
 
 def test_epochs_early_stopping_and_alpha(tiny_4bit, processed, tmp_path):

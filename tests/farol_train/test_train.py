@@ -5,9 +5,14 @@ import json
 import mlx.nn as nn
 import pytest
 from click.testing import CliRunner
+from farol_core.config import ConfigError
+from farol_core.dataset import collate, load_split, masked_loss
 from farol_core.errors import FarolError
+from farol_core.model import load_model
 from farol_train import quantize, train
 from farol_train.cli import main
+from farol_train.data_order import answerable, trained_tokens
+from farol_train.loop import resolve
 from mlx_lm import load
 
 from tests.conftest import TEST_RUN
@@ -42,6 +47,49 @@ def test_unknown_lora_key_is_an_error(tiny_4bit, processed, tmp_path):
               "runs_dir": str(tmp_path), "lora": {"num_layers": 2, "keys": ["qq_proj"]}}
     with pytest.raises(FarolError, match="LoRA keys not found in the model: qq_proj"):
         train(config, log=lambda _: None)
+    config["lora"]["keys"] = []  # used to reach mlx's grad with nothing to differentiate
+    with pytest.raises(FarolError, match="lora.keys is empty"):
+        train(config, log=lambda _: None)
+
+
+def test_peft_key_names_get_farols_names_in_the_hint():
+    with pytest.raises(ConfigError) as caught:
+        resolve({"lora": {"r": 16, "lora_alpha": 32, "target_modules": ["q_proj"]},
+                 "training": {"num_epochs": 2, "batch_size": 0}})
+    assert len(caught.value.problems) == 3  # every problem at once, the bad value included
+    for rename in ("r -> lora.rank", "lora_alpha -> lora.alpha", "target_modules -> lora.keys",
+                   "num_epochs -> training.epochs"):
+        assert rename in caught.value.hint
+
+
+def test_trained_tokens_count_what_the_masked_loss_counts(tiny_4bit, processed):
+    model, tokenizer = load_model(tiny_4bit)
+    examples = load_split(processed / "valid.jsonl", tokenizer)[:6]
+    for max_len in (16, 32, 48, 256):
+        for example in examples:
+            _, ntoks = masked_loss(model, *collate([example], max_len))
+            assert trained_tokens(example, max_len) == ntoks.item()
+
+
+def test_examples_cut_to_no_answer_token_are_counted_in_a_warning():
+    long_prompt, short_prompt = (list(range(40)), 30), (list(range(40)), 5)
+    logs = []
+    assert answerable([long_prompt, short_prompt], 20, "train", logs.append) == [long_prompt,
+                                                                                 short_prompt]
+    assert logs == ["warning: 2 of 2 train examples are longer than max_seq_length 20 and are "
+                    "cut; 1 of them keep no answer token and add nothing to the loss (the "
+                    "longest is 40 tokens)"]
+
+
+def test_a_max_seq_length_shorter_than_every_prompt_stops_before_training(tiny_4bit, processed,
+                                                                          tmp_path):
+    config = {**TEST_RUN, "model": str(tiny_4bit), "data": str(processed),
+              "runs_dir": str(tmp_path)}
+    config["training"] = {**TEST_RUN["training"], "max_seq_length": 16}
+    with pytest.raises(FarolError, match="no train example keeps an answer token within "
+                                         "training.max_seq_length 16"):
+        train(config, log=lambda _: None)
+    assert not (tmp_path / "test" / "steps.jsonl").exists()  # no step trained on nothing
 
 
 def test_cli_bad_input_gives_a_message_not_a_traceback(tiny_4bit, tmp_path):

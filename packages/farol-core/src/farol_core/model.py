@@ -74,9 +74,10 @@ def load_model(model_path: str | Path, adapter_path: str | Path | None = None):
     return model, tokenizer
 
 
-def apply_adapter(model, adapter_path: str | Path, model_path: str | Path) -> None:
-    """Load the LoRA adapter at `adapter_path` into `model` and put it in eval mode; an adapter
-    trained on another model is a one-line FarolError naming the model it was trained on."""
+def apply_adapter(model, adapter_path: str | Path, model_path: str | Path | None = None) -> None:
+    """Load the LoRA adapter at `adapter_path` into `model` (the base at `model_path`) and put it
+    in eval mode; an adapter trained on another model is a one-line FarolError naming the model
+    it was trained on."""
     try:
         load_adapters(model, str(adapter_path))
     except ValueError as e:
@@ -84,9 +85,10 @@ def apply_adapter(model, adapter_path: str | Path, model_path: str | Path) -> No
             raise FarolError(f"Could not load the adapter {adapter_path}: {e}") from None
         lines = str(e).splitlines()  # mlx-lm lists every tensor; one is enough
         first = lines[1].strip() if len(lines) > 1 else lines[0]
-        raise FarolError(f"The adapter {adapter_path} does not fit the model {model_path} "
-                         f"({first})", hint=_trained_on(Path(adapter_path))) from None
-    except RuntimeError as e:
+        base = f"the model {model_path}" if model_path is not None else "this base model"
+        raise FarolError(f"The adapter {adapter_path} does not fit {base} ({first})",
+                         hint=_trained_on(Path(adapter_path))) from None
+    except (RuntimeError, OSError) as e:  # a truncated or unreadable adapters.safetensors
         raise FarolError(f"Could not load the adapter {adapter_path}: {e}") from None
     model.eval()
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 from farol_core.dataset import evaluate_loss
-from farol_core.model import ADAPTER_FILES
+from farol_core.errors import FarolError
+from farol_core.model import ADAPTER_FILES, apply_adapter
 from mlx_lm.tuner.utils import remove_lora_layers
-from mlx_lm.utils import load_adapters
 
 STEP_DIR = re.compile(r"^step-(\d{7})$")
 
@@ -37,7 +37,11 @@ def use_adapter(model, adapter_dir: str | Path | None):
     """Put `model` in eval mode with exactly one adapter (or none) applied."""
     remove_lora_layers(model)
     if adapter_dir is not None:
-        load_adapters(model, str(adapter_dir))
+        try:
+            apply_adapter(model, adapter_dir)
+        except FarolError:
+            remove_lora_layers(model)  # leave the base model whole for what comes next
+            raise
     model.eval()
 
 
@@ -47,7 +51,11 @@ def curve(model, run_dir, train, valid, batch_size: int, max_seq_length: int,
     points = []
     for step, folder in find_checkpoints(run_dir):
         log(f"checkpoint step {step} ...")
-        use_adapter(model, folder)
+        try:
+            use_adapter(model, folder)
+        except FarolError as e:  # one broken checkpoint must not sink the whole report
+            log(f"warning: skipping checkpoint {folder.name}: {e.message}")
+            continue
         t_loss, _ = evaluate_loss(model, train, batch_size, max_seq_length)
         v_loss, _ = evaluate_loss(model, valid, batch_size, max_seq_length)
         points.append({"step": step, "path": str(folder), "train_loss": t_loss,

@@ -51,6 +51,7 @@ def evaluate(run_dir: str | Path | None = None, model: str | None = None,
     splits = _splits(data, tokenizer, tcfg["mask_prompt"])
     records = held_out_records(data, ecfg["questions"])
     variants = {"base": None} | ({"tuned": check_adapter_dir(adapter)} if adapter else {})
+    _check_base(lm, model, variants.get("tuned"), cfg["model"] if run_dir else model, log)
     measured = {name: _measure(lm, tokenizer, adapter_dir, splits, records, cfg, log, name)
                 for name, adapter_dir in variants.items()}
     curve = _curve(lm, run_dir, data, tokenizer, splits, cfg, log) if run_dir else None
@@ -58,6 +59,15 @@ def evaluate(run_dir: str | Path | None = None, model: str | None = None,
                           records, curve)
     write_reports(report, Path(out) if out else Path(run_dir or ".") / "eval")
     return report
+
+
+def _check_base(lm, model, adapter, trained_on, log) -> None:
+    """Fail on an adapter that does not fit the base before minutes go into measuring the
+    base, and say so when the base is not the model the run trained on."""
+    if Path(model).resolve() != Path(trained_on).resolve():
+        log(f"note: the run trained on {trained_on}; the base evaluated here is {model}")
+    if adapter is not None:
+        checkpoints.use_adapter(lm, adapter)
 
 
 def resolve(run_dir: str | Path | None, eval_overrides: dict) -> dict:

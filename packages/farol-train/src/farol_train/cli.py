@@ -47,7 +47,9 @@ def quantize_cmd(model, out, bits, group_size, force):
 @click.option("--runs-dir", default=None, help="Folder that holds the runs.")
 @click.option("--iters", type=click.IntRange(min=1), default=None)
 @click.option("--seed", type=click.IntRange(min=0), default=None)
-@click.option("--fresh", is_flag=True, help="Start over instead of resuming the run's checkpoint.")
+@click.option("--fresh", is_flag=True,
+              help="Start over instead of resuming: deletes the run's checkpoints, its best "
+                   "adapter (adapters/) and its logs, and says so.")
 @click.option("--hosts", default=None,
               help="Distributed: comma-separated host IPs (127.0.0.1 for this machine).")
 @click.option("--hostfile", type=click.Path(), default=None,

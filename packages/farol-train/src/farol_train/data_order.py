@@ -1,10 +1,46 @@
-"""The order training batches come in, as a small state that a checkpoint can save and restore."""
+"""The order training batches come in, as a small state that a checkpoint can save and restore,
+and the checks on the examples that go into it."""
+
+import hashlib
+import json
 
 import numpy as np
 from farol_core.dataset import Example, batch_order, collate
 from farol_core.errors import FarolError
 
 from farol_train.packing import collate_packed, pack
+
+
+def trained_tokens(example: Example, max_seq_length: int) -> int:
+    """Tokens the loss counts once the example is cut at `max_seq_length`: targets at positions
+    1 .. n-1 from the offset on, the rule of farol_core.dataset.masked_loss."""
+    tokens, offset = example
+    return max(min(len(tokens), max_seq_length) - max(offset, 1), 0)
+
+
+def answerable(examples: list[Example], max_seq_length: int, split: str, log=print) -> list:
+    """`examples`, after checking how many keep a trained token at `max_seq_length`.
+
+    Cut examples are only reported (mlx-lm's trainer cuts them too), but when none keeps an
+    answer token the run could only make steps that train nothing, so that is an error."""
+    empty = sum(trained_tokens(e, max_seq_length) == 0 for e in examples)
+    longest = max(len(t) for t, _ in examples)
+    if empty == len(examples):
+        raise FarolError(f"no {split} example keeps an answer token within "
+                         f"training.max_seq_length {max_seq_length}",
+                         hint=f"raise training.max_seq_length (the longest {split} example "
+                              f"is {longest} tokens)")
+    cut = sum(len(t) > max_seq_length for t, _ in examples)
+    if cut:
+        log(f"warning: {cut} of {len(examples)} {split} examples are longer than "
+            f"max_seq_length {max_seq_length} and are cut; {empty} of them keep no answer "
+            f"token and add nothing to the loss (the longest is {longest} tokens)")
+    return examples
+
+
+def fingerprint(examples: list[Example]) -> str:
+    """A digest of the tokenized examples, so a resume can tell data changed at the same path."""
+    return hashlib.sha256(json.dumps(examples).encode()).hexdigest()[:16]
 
 
 class DataOrder:

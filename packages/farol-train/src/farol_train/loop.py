@@ -6,6 +6,8 @@ data order continues from the saved epoch and batch, and MLX's random stream is 
 (seed, step) before every step.
 """
 
+import json
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
-from farol_core.config import load_config, merge
+from farol_core.config import ConfigError, load_config, merge
 from farol_core.dataset import evaluate_loss, load_split, masked_loss
 from farol_core.errors import FarolError, Interrupted
 from farol_core.io import write_json
@@ -27,7 +29,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from farol_train import checkpoint as ckpt
 from farol_train import distributed
-from farol_train.data_order import DataOrder
+from farol_train.data_order import DataOrder, answerable, fingerprint
 from farol_train.guards import MemoryGuard, StopRequest, check_finite
 from farol_train.lora import apply_lora, count_parameters
 from farol_train.metrics import MetricsLog, StepLog
@@ -37,6 +39,12 @@ from farol_train.packing import packed_loss
 RESUME_KEYS = {"model": None, "data": None, "seed": None, "lora": None,
                "training": ["batch_size", "max_seq_length", "mask_prompt", "pack",
                             "grad_accumulation_steps", "learning_rate", "warmup_steps"]}
+# Names that configs carried over from PEFT or Hugging Face's Trainer use, and Farol's key.
+FOREIGN_KEYS = {"r": "lora.rank", "lora_rank": "lora.rank", "lora_alpha": "lora.alpha",
+                "lora_dropout": "lora.dropout", "target_modules": "lora.keys",
+                "num_epochs": "training.epochs", "num_train_epochs": "training.epochs",
+                "gradient_accumulation_steps": "training.grad_accumulation_steps",
+                "gradient_checkpointing": "training.grad_checkpoint"}
 # Why a rank stops, in the order that wins when ranks disagree (see Trainer._agree).
 REASONS = (None, "early_stop", "interrupted", "memory")
 
@@ -58,7 +66,19 @@ class TrainResult:
 def resolve(config=None, iters: int | None = None, **overrides) -> dict:
     """The validated run config: file or dict, then `overrides` (nested dicts merge), then
     `iters`, the override asked for most often."""
-    return load_config("train", config, merge(overrides, {"training": {"iters": iters}}))
+    try:
+        return load_config("train", config, merge(overrides, {"training": {"iters": iters}}))
+    except ConfigError as e:
+        e.hint = e.hint or _rename_hint(e.problems)
+        raise
+
+
+def _rename_hint(problems: list[str]) -> str | None:
+    """Farol's name for each unknown key that another trainer's config would use."""
+    unknown = [name for p in problems if "unexpected" in p
+               for name in re.findall(r"'([^']+)'", p.split("(", 1)[-1])]
+    renames = [f"{k} -> {FOREIGN_KEYS[k]}" for k in unknown if k in FOREIGN_KEYS]
+    return f"Farol's names for these keys: {'; '.join(renames)}" if renames else None
 
 
 def convert_alpha(cfg: dict) -> str | None:
@@ -141,9 +161,10 @@ class Trainer:
     def _load(self, cfg: dict) -> None:
         tcfg = self.tcfg
         self.model, tokenizer = load_model(cfg["model"])
-        data = Path(cfg["data"])
-        self.train_set = load_split(data / "train.jsonl", tokenizer, tcfg["mask_prompt"])
-        self.valid_set = load_split(data / "valid.jsonl", tokenizer, tcfg["mask_prompt"])
+        self.train_set, self.valid_set = (self._split(tokenizer, s) for s in ("train", "valid"))
+        # What a checkpoint was trained on, so a resume notices data changed at the same path.
+        self.data_prints = {"train": fingerprint(self.train_set),
+                            "valid": fingerprint(self.valid_set)}
         mx.random.seed(cfg["seed"])  # the LoRA initialisation depends on the seed alone
         self.adapter_config = apply_lora(self.model, cfg["lora"])
         self.order = DataOrder(self.train_set, tcfg["batch_size"], tcfg["max_seq_length"],
@@ -161,6 +182,12 @@ class Trainer:
                  f"{trainable:,} trainable parameters ({100 * trainable / total:.2f}% of "
                  f"{total:,}); {tcfg['iters']} steps, {self.order.steps_per_epoch} per epoch")
 
+    def _split(self, tokenizer, split: str) -> list:
+        tcfg = self.tcfg
+        examples = load_split(Path(self.cfg["data"]) / f"{split}.jsonl", tokenizer,
+                              tcfg["mask_prompt"])
+        return answerable(examples, tcfg["max_seq_length"], split, self.log)
+
     def _resume_or_start(self, fresh: bool) -> int:
         self._open_logs()
         self.pending = {"grad": None}
@@ -169,7 +196,7 @@ class Trainer:
             self._check_compatible()
             self.pending["grad"] = ckpt.restore(found, self.model, self.optimizer)
         elif self.main:
-            self._clear()
+            self._start_over(fresh)
         state = found.state if found is not None else None
         if self.group is not None:
             state = self._share_checkpoint(state)
@@ -205,6 +232,40 @@ class Trainer:
                                                                          group))
         return state
 
+    def _start_over(self, fresh: bool) -> None:
+        """Clear what an earlier attempt left, saying what goes. Without --fresh, checkpoints
+        or a best adapter that no checkpoint can resume are never deleted silently."""
+        previous = self._previous_outputs()
+        if not previous:
+            return
+        what = ", ".join(previous)
+        if not fresh and (ckpt.list_checkpoints(self.run_dir) or self._best_file().is_file()):
+            raise FarolError(f"run {self.cfg['name']} has {what} but no checkpoint that can "
+                             "be resumed (see the warnings above); nothing was changed",
+                             hint="pass --fresh to start over (it deletes them), or pick "
+                                  "another --run name")
+        self._clear()
+        self.log(f"{'--fresh' if fresh else 'no checkpoint to resume'}: removed {what} of "
+                 f"run {self.cfg['name']}; starting over")
+
+    def _best_file(self) -> Path:
+        return self.run_dir / ckpt.BEST_DIR / "best.json"
+
+    def _previous_outputs(self) -> list[str]:
+        """What _clear would delete, in words."""
+        out, found = [], ckpt.list_checkpoints(self.run_dir)
+        if found:
+            out.append(f"{len(found)} checkpoint(s) (newest {found[-1].name})")
+        if self._best_file().is_file():
+            best = json.loads(self._best_file().read_text(encoding="utf-8"))
+            out.append(f"the best adapter ({ckpt.BEST_DIR}/, step {best['step']}, "
+                       f"val loss {best['val_loss']:.4f})")
+        elif (self.run_dir / ckpt.BEST_DIR).exists():
+            out.append(f"the best adapter folder ({ckpt.BEST_DIR}/)")
+        if any((self.run_dir / n).is_file() for n in ("metrics.jsonl", "steps.jsonl")):
+            out.append("the logs (metrics.jsonl, metrics.csv, steps.jsonl)")
+        return out
+
     def _clear(self) -> None:
         shutil.rmtree(self.run_dir / ckpt.CHECKPOINTS, ignore_errors=True)
         shutil.rmtree(self.run_dir / ckpt.BEST_DIR, ignore_errors=True)
@@ -214,20 +275,28 @@ class Trainer:
     def _check_compatible(self) -> None:
         saved_path = self.run_dir / "config.json"
         saved = load_config("train", saved_path) if saved_path.is_file() else self.cfg
-        changed = [k for k, sub in RESUME_KEYS.items() if sub is None and saved[k] != self.cfg[k]]
-        changed += [f"training.{k}" for k in RESUME_KEYS["training"]
-                    if saved["training"][k] != self.tcfg[k]]
+        changed = [c for key, sub in RESUME_KEYS.items()
+                   for c in _changes(key, _pick(saved[key], sub), _pick(self.cfg[key], sub))]
         if changed:
             raise FarolError(
                 f"run {self.cfg['name']} has checkpoints made with a different "
-                f"{', '.join(changed)}",
+                f"{'; '.join(changed)}",
                 hint="use the run's config.json, pick another --run name, or pass --fresh "
                      "to start this run over")
+        if saved["training"]["iters"] != self.tcfg["iters"]:  # the schedule spans iters
+            self.log(f"note: training.iters is {self.tcfg['iters']}, the checkpoints' run had "
+                     f"{saved['training']['iters']}: the learning rate from here follows the "
+                     f"schedule over {self.tcfg['iters']} steps")
 
     def _restore_state(self, state: dict) -> None:
-        if state["data"]["batches"] != self.order.steps_per_epoch:
-            raise FarolError("the training data changed since the checkpoint was saved",
-                             hint="pass --fresh to start the run over on the new data")
+        saved = state.get("data_fingerprint", {})  # absent from checkpoints of older versions
+        changed = [s for s in saved if saved[s] != self.data_prints[s]]
+        if changed or state["data"]["batches"] != self.order.steps_per_epoch:
+            raise FarolError(f"the {' and '.join(changed) or 'train'} data changed since "
+                             f"checkpoint step-{state['step']:07d} was saved (the .jsonl "
+                             "content or the model's tokenizer); nothing was changed",
+                             hint="pass --fresh to start the run over on the new data, or "
+                                  "put the old data back to resume")
         self.order.restore(state["data"])
         self.step, self.val_loss = state["step"], state["val_loss"]
         self.best, self.trained = state["best"], state["trained_tokens"]
@@ -241,6 +310,7 @@ class Trainer:
         return {
             "format": 1, "step": self.step, "iters": self.tcfg["iters"],
             "epoch": self.step / self.order.steps_per_epoch, "data": self.order.state(),
+            "data_fingerprint": self.data_prints,
             "learning_rate": self.optimizer.learning_rate.item(),
             "optimizer_step": int(self.optimizer.state.get("step", mx.array(0)).item()),
             "mx_random": f"reseeded before each step from seed {self.cfg['seed']} and the step",
@@ -360,6 +430,19 @@ class Trainer:
         losses = [r["train_loss"] for r in self.metrics.rows] or [np.nan]
         return TrainResult(self.run_dir, self.step, losses[0], losses[-1], self.val_loss,
                            self.trainable, stopped, self.resumed_from)
+
+
+def _pick(value, keys: list[str] | None):
+    """The part of a config section that resuming depends on."""
+    return value if keys is None else {k: value[k] for k in keys}
+
+
+def _changes(name: str, saved, now) -> list[str]:
+    """Each setting that differs, as `name: now X, checkpoints Y`, sections key by key."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [c for k in sorted(saved.keys() | now.keys())
+                for c in _changes(f"{name}.{k}", saved.get(k), now.get(k))]
+    return [] if saved == now else [f"{name} (now {now!r}, checkpoints {saved!r})"]
 
 
 def make_step(model, optimizer, accumulation: int, checkpointing: bool, pending: dict,

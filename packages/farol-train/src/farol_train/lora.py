@@ -20,9 +20,11 @@ def resolve_keys(model: nn.Module, keys: list[str] | None, num_layers: int) -> l
             resolved.extend(hits)
         else:
             unknown.append(key)
-    if unknown:
-        raise FarolError(f"LoRA keys not found in the model: {', '.join(unknown)}",
-                         hint=f"linear layers in a block: {', '.join(names)}")
+    if unknown or not keys:  # no key at all would leave nothing to train
+        raise FarolError(f"LoRA keys not found in the model: {', '.join(unknown)}" if unknown
+                         else "lora.keys is empty, so no layer would get an adapter",
+                         hint=f"linear layers in a block: {', '.join(names)} (or leave "
+                              "lora.keys out to adapt every one)")
     return sorted(set(resolved))
 
 
