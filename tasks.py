@@ -87,9 +87,8 @@ def train(c, config=str(DEMO_CONFIG), model=None, data=None, run=None, iters=Non
     if hosts or hostfile or np:
         _distributed_train(config, model, data, run, iters, seed, fresh, hosts, hostfile, np)
         return
-    result = run_train(config, model=model or str(TINY_4BIT), data=data or str(PROCESSED),
-                       name=run, runs_dir=str(RUNS), iters=_int(iters),
-                       seed=_int(seed), fresh=fresh)
+    result = run_train(config, **_run_paths(config, model, data), name=run, runs_dir=str(RUNS),
+                       iters=_int(iters), seed=_int(seed), fresh=fresh)
     val = f"{result.val_loss:.3f}" if result.val_loss is not None else "not measured"
     print(f"train: loss {result.first_loss:.3f} -> {result.last_loss:.3f}, val loss {val}; "
           f"{result.stopped} at step {result.steps}; adapter in {result.run_dir}")
@@ -204,7 +203,7 @@ def preflight(c, config=str(DEMO_CONFIG), model=None, data=None):
     from farol_train.loop import resolve
     from farol_train.preflight import report
 
-    cfg = resolve(config, model=model or str(TINY_4BIT), data=data or str(PROCESSED))
+    cfg = resolve(config, **_run_paths(config, model, data))
     if not report(cfg):
         sys.exit(1)
 
@@ -252,6 +251,22 @@ def node_tests() -> int:
     files = [str(p) for p in sorted((NODE_CLIENT / "test").glob("*.test.js"))]
     env = {**os.environ, "FAROL_PYTHON": sys.executable}
     return subprocess.call([node, "--test", *files], cwd=NODE_CLIENT, env=env)
+
+
+def _run_paths(config, model, data) -> dict:
+    """The run's model and data folders: the option when given, else the config file's (its
+    relative paths are from the repo root), else the embedded sample's."""
+    from farol_core.config import read_config_file
+
+    written = read_config_file(config) if config else {}
+
+    def pick(given, key, default):
+        if given or key not in written:
+            return given or str(default)
+        value = written[key]  # a non-string goes on as it is, for the schema to report
+        return str(ROOT / value) if isinstance(value, str) and value else value
+
+    return {"model": pick(model, "model", TINY_4BIT), "data": pick(data, "data", PROCESSED)}
 
 
 def _int(value) -> int | None:
@@ -334,8 +349,9 @@ def check_upgrade(c, mlx, mlx_lm, threshold=0.10, rounds=3, tests="benchmarks", 
 def _distributed_train(config, model, data, run, iters, seed, fresh, hosts, hostfile, np):
     """`invoke train --hosts/--hostfile/--np`: the same run through `farol-train run`, whose
     launcher preflights the hosts and starts every rank with mlx.launch."""
-    options = {"--config": config, "--model": model or str(TINY_4BIT),
-               "--data": data or str(PROCESSED), "--run": run, "--runs-dir": str(RUNS),
+    paths = _run_paths(config, model, data)
+    options = {"--config": config, "--model": paths["model"], "--data": paths["data"],
+               "--run": run, "--runs-dir": str(RUNS),
                "--iters": iters, "--seed": seed, "--hosts": hosts, "--hostfile": hostfile,
                "--np": np}
     cmd = [str(BIN / "farol-train"), "run"]
