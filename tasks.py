@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from farol_core.errors import exit_on_error
+from farol_core.errors import FarolError, exit_on_error
 from invoke import task
 
 ROOT = Path(__file__).resolve().parent
@@ -26,7 +26,8 @@ BIN = Path(sys.executable).parent
 NODE_CLIENT = ROOT / "packages" / "farol-bridge" / "node"
 
 
-@task(help={"out": "Output folder.", "force": "Replace an existing model."})
+@task(help={"out": "Output folder (default: models/tiny-mistral).",
+            "force": "Replace an existing model."})
 @exit_on_error
 def tiny_model(c, out=str(TINY), force=False):
     """Create the embedded tiny Mistral model (random weights, BPE tokenizer from the sample)."""
@@ -37,22 +38,28 @@ def tiny_model(c, out=str(TINY), force=False):
     print(f"tiny model: {path}")
 
 
-@task(help={"model": "Hugging Face layout folder or Hub id.", "out": "Output folder.",
-            "bits": "Bits per weight.", "group_size": "Quantization group size.",
+@task(help={"model": "Hugging Face layout folder or Hub id (default: models/tiny-mistral).",
+            "out": "Output folder (default: models/tiny-mistral-4bit).",
+            "bits": "Bits per weight (default: 4).",
+            "group_size": "Quantization group size (default: 64).",
             "force": "Replace an existing output."})
 @exit_on_error
-def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits=4, group_size=64, force=False):
+def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits="4", group_size="64", force=False):
     """Quantize a model to MLX format with mlx-lm's convert (4-bit, group size 64)."""
     from farol_train import quantize as run_quantize
 
-    print(f"quantized model: {run_quantize(model, out, bits, group_size, force)}")
+    # Numbers arrive as text (see _int): Invoke's own int parsing dies with a traceback.
+    path = run_quantize(model, out, _int(bits, "bits"), _int(group_size, "group-size"), force)
+    print(f"quantized model: {path}")
 
 
 @task(iterable=["input"], help={"input": "Q&A file (repeatable).",
                                 "biographies": "Biographies folder (default: the sample's, "
                                                "only when no --input is given).",
-                                "out": "Output folder.",
-                                "config": "Data config file.", "seed": "Split seed.",
+                                "out": "Output folder (default: data/processed).",
+                                "config": "Data config file (default: the built-in "
+                                          "defaults).",
+                                "seed": "Split seed (default: the data config's, 0).",
                                 "tokenizer": "Model folder whose tokenizer counts tokens "
                                              "(default: the tiny model when it exists)."})
 @exit_on_error
@@ -65,38 +72,52 @@ def prepare(c, input=None, biographies=None, out=str(PROCESSED), config=None,
     if not input and not biographies:  # the embedded sample; the user's data never gets it mixed in
         input, biographies = [SAMPLE_QA], SAMPLE_BIOS
     prepare_with_console(input, out, biographies=biographies,
-                         config=config, seed=_int(seed),
+                         config=config, seed=_int(seed, "seed"),
                          tokenizer=tokenizer)
 
 
-@task(help={"config": "Run config file.", "model": "Base model folder.",
-            "data": "Processed data folder.", "run": "Run name (runs/<name>/).",
-            "iters": "Training steps.", "seed": "Random seed.",
+@task(help={"config": "Run config file (default: runs/<name>/config.json when --run names an "
+                      "existing run, else configs/demo.yaml).",
+            "model": "Base model folder (default: the config's model).",
+            "data": "Processed data folder (default: the config's data).",
+            "run": "Run name, trained into runs/<name>/ (default: the config's name).",
+            "iters": "Training steps (default: the config's).",
+            "seed": "Random seed (default: the config's).",
             "fresh": "Start the run over instead of resuming its newest checkpoint.",
             "hosts": "Distributed: comma-separated host IPs (docs/distributed.md).",
             "hostfile": "Distributed: mlx.launch hostfile (JSON).",
             "np": "Distributed: processes per host."})
 @exit_on_error
-def train(c, config=str(DEMO_CONFIG), model=None, data=None, run=None, iters=None, seed=None,
+def train(c, config=None, model=None, data=None, run=None, iters=None, seed=None,
           fresh=False, hosts=None, hostfile=None, np=None):
     """Train a QLoRA adapter into runs/<name>/; an existing run resumes by itself.
 
     With --hosts, --hostfile or --np it trains data-parallel on every rank through mlx.launch."""
     from farol_train import train as run_train
 
+    # `invoke train --run NAME` (what an interrupted run says to type) resumes NAME with the
+    # config it was started with; demo.yaml would hand it another model and settings.
+    saved = RUNS / run / "config.json" if run else None
+    config = config or (str(saved) if saved and saved.is_file() else str(DEMO_CONFIG))
+    iters, seed = _int(iters, "iters"), _int(seed, "seed")
     if hosts or hostfile or np:
-        _distributed_train(config, model, data, run, iters, seed, fresh, hosts, hostfile, np)
+        _distributed_train(config, model, data, run, iters, seed, fresh, hosts, hostfile,
+                           _int(np, "np"))
         return
     result = run_train(config, **_run_paths(config, model, data), name=run, runs_dir=str(RUNS),
-                       iters=_int(iters), seed=_int(seed), fresh=fresh)
+                       iters=iters, seed=seed, fresh=fresh)
     val = f"{result.val_loss:.3f}" if result.val_loss is not None else "not measured"
     print(f"train: loss {result.first_loss:.3f} -> {result.last_loss:.3f}, val loss {val}; "
           f"{result.stopped} at step {result.steps}; adapter in {result.run_dir}")
 
 
-@task(name="eval", help={"run": "Run name.", "samples": "Answers printed in the summary.",
-                         "max_tokens": "Tokens per answer.",
-                         "questions": "Test questions to score (-1: all).",
+@task(name="eval", help={"run": "Run name (default: demo).",
+                         "samples": "Answers printed in the summary (default: the run "
+                                    "config's eval.samples).",
+                         "max_tokens": "Tokens per answer (default: the run config's "
+                                       "eval.max_tokens).",
+                         "questions": "Test questions to score, -1 for all (default: the run "
+                                      "config's eval.questions).",
                          "base_only": "Evaluate the base model alone."})
 @exit_on_error
 def evaluate(c, run="demo", samples=None, max_tokens=None, questions=None, base_only=False):
@@ -104,23 +125,32 @@ def evaluate(c, run="demo", samples=None, max_tokens=None, questions=None, base_
     from farol_eval import evaluate as run_evaluate
     from farol_eval.evaluate import summary_lines
 
-    report = run_evaluate(RUNS / run, samples=_int(samples), max_tokens=_int(max_tokens),
-                          questions=_int(questions), base_only=base_only)
+    report = run_evaluate(RUNS / run, samples=_int(samples, "samples"),
+                          max_tokens=_int(max_tokens, "max-tokens"),
+                          questions=_int(questions, "questions"), base_only=base_only)
     print("\n".join(summary_lines(report)))
     print(f"eval report: {RUNS / run / 'eval'}/report.{{json,csv,md}}")
 
 
-@task(help={"question": "The question.", "model": "Model folder.",
-            "adapter": "Adapter folder (default: runs/demo when it exists).",
-            "max_tokens": "Longest answer, in tokens."})
+@task(help={"question": "The question.",
+            "model": "Model folder (default: the model the --adapter run trained on, else "
+                     "models/tiny-mistral-4bit).",
+            "adapter": "Adapter folder, e.g. runs/<name> (default: runs/demo when it exists "
+                       "and no --model is given; none otherwise).",
+            "max_tokens": "Longest answer, in tokens (default: the bridge config's, 256)."})
 @exit_on_error
-def ask(c, question, model=str(TINY_4BIT), adapter=None, max_tokens=None):
+def ask(c, question, model=None, adapter=None, max_tokens=None):
     """Answer one question through farol-ask and print its JSON, as the bot sees it."""
-    adapter = adapter or (str(RUNS / "demo") if (RUNS / "demo" / "adapters.safetensors").exists()
-                          else None)
+    from farol_core.model import recorded_base
+
+    if model is None and adapter is None and (RUNS / "demo" / "adapters.safetensors").exists():
+        adapter = str(RUNS / "demo")  # the demo adapter belongs to the tiny model only
+    model = model or (recorded_base(adapter) if adapter else None) or str(TINY_4BIT)
     cmd = [str(BIN / "farol-ask"), question, "--model", model]
     cmd += ["--adapter-path", adapter] if adapter else []
-    c.run(shlex.join(cmd + (["--max-tokens", str(max_tokens)] if max_tokens else [])))
+    max_tokens = _int(max_tokens, "max-tokens")
+    c.run(shlex.join(cmd + (["--max-tokens", str(max_tokens)] if max_tokens is not None
+                            else [])))
 
 
 @task
@@ -147,7 +177,8 @@ def demo(c):
         print(f"  {label:32} {path}")
 
 
-@task(help={"args": "Extra pytest arguments.", "node": "Also run the Node.js client tests."})
+@task(help={"args": "Extra pytest arguments (default: none).",
+            "node": "Also run the Node.js client tests (default: on; --no-node skips them)."})
 @exit_on_error
 def test(c, args="", node=True):
     """Run the tests: pytest, then the Node.js client tests (node --test).
@@ -172,7 +203,8 @@ def lint(c):
 # --- evaluation: charts and the live monitor ---
 
 
-@task(help={"run": "Run name.", "out": "Chart folder (default: runs/<name>/eval/plots)."})
+@task(help={"run": "Run name (default: demo).",
+            "out": "Chart folder (default: runs/<name>/eval/plots)."})
 @exit_on_error
 def plots(c, run="demo", out=None):
     """PNG charts of a run: training dashboard, loss analysis, base against tuned, checkpoints."""
@@ -182,36 +214,47 @@ def plots(c, run="demo", out=None):
         print(f"chart: {path}")
 
 
-@task(help={"run": "Run name.", "refresh": "Seconds between redraws.",
+@task(help={"run": "Run name (default: demo).",
+            "refresh": "Seconds between redraws (default: 2).",
             "once": "Draw once and exit."})
 @exit_on_error
 def monitor(c, run="demo", refresh="2", once=False):
     """Follow a training run live (loss sparkline, ETA, memory); Ctrl+C exits."""
     from farol_eval.monitor import monitor as run_monitor
 
-    run_monitor(RUNS / run, refresh=float(refresh), max_updates=1 if once else None)
+    seconds = _number(refresh, "refresh", float)
+    if seconds <= 0:  # 0 would redraw in a busy loop
+        raise FarolError(f"--refresh must be more than 0 seconds, got {refresh!r}")
+    if not (RUNS / run).is_dir():  # a typo would otherwise wait forever for a run never made
+        raise FarolError(f"no run named {run!r} in {RUNS}",
+                         hint=f"runs: {_run_names()}; start `invoke train` first")
+    run_monitor(RUNS / run, refresh=seconds, max_updates=1 if once else None)
 
 
 # --- training ---
 
 
-@task(help={"config": "Run config file.", "model": "Base model folder.",
-            "data": "Processed data folder."})
+@task(help={"config": "Run config file (default: configs/demo.yaml).",
+            "model": "Base model folder (default: the config's model).",
+            "data": "Processed data folder (default: the config's data)."})
 @exit_on_error
 def preflight(c, config=str(DEMO_CONFIG), model=None, data=None):
     """Check versions, device, memory, disk, data and model before training (exit 1 on a fail)."""
     from farol_train.loop import resolve
     from farol_train.preflight import report
 
-    cfg = resolve(config, **_run_paths(config, model, data))
+    # runs_dir as `invoke train` uses it, so the disk check looks where checkpoints will go.
+    cfg = resolve(config, runs_dir=str(RUNS), **_run_paths(config, model, data))
     if not report(cfg):
         sys.exit(1)
 
 
 @task(help={"grid": "Points to measure: tiny (minutes on a CPU), mistral-7b-16gb (the 7B "
-                    "shape under 9 GB: a 16 GB Mac) or mistral-7b (up to 22 GB).",
+                    "shape under 9 GB: a 16 GB Mac) or mistral-7b (up to 22 GB); "
+                    "default: tiny.",
             "write": "Save the refitted coefficients for this machine's backend.",
-            "dtype": "Measure the grid's models in float32 or float16 instead of its own.",
+            "dtype": "Measure the grid's models in float32 or float16 instead of its own "
+                     "(default: its own).",
             "fresh": "Measure every point again instead of resuming from runs/calibrate/."})
 @exit_on_error
 def calibrate(c, grid="tiny", write=False, dtype=None, fresh=False):
@@ -224,16 +267,26 @@ def calibrate(c, grid="tiny", write=False, dtype=None, fresh=False):
                   progress=progress_file(RUNS, backend(), grid, dtype), fresh=fresh)
 
 
-@task(help={"run": "Run name.", "model": "Base model folder.", "out": "Output folder.",
-            "gguf": "Also write OUT/model.gguf (float16).", "dequantize": "Float weights."})
+@task(help={"run": "Run name (default: demo).",
+            "model": "Base model folder (default: the model the run trained on).",
+            "out": "Output folder (default: models/<run>-fused).",
+            "gguf": "Also write OUT/model.gguf (float16).", "dequantize": "Float weights.",
+            "force": "Replace an existing --out folder (the default folder is always "
+                     "replaced)."})
 @exit_on_error
-def fuse(c, run="demo", model=str(TINY_4BIT), out=None, gguf=False, dequantize=False):
+def fuse(c, run="demo", model=None, out=None, gguf=False, dequantize=False, force=False):
     """Merge a run's adapter into its base model (and export GGUF with --gguf)."""
+    from farol_eval.evaluate import run_config
     from farol_train.fuse import fuse as run_fuse
 
+    # The run's own base: the tiny model under a 7B adapter would be a wrong (or failed) merge.
+    model = model or run_config(RUNS / run)["model"]
+    # Only models/<run>-fused is Farol's to replace; a folder the user names (a typo away from
+    # the base model itself) is replaced only with --force.
+    force = force or out is None
     out = out or str(ROOT / "models" / f"{run}-fused")
     folder = run_fuse(model, RUNS / run, out, dequantize=dequantize,
-                      gguf="model.gguf" if gguf else None, force=True)
+                      gguf="model.gguf" if gguf else None, force=force)
     print(f"fused model: {folder}" + (f"; GGUF: {folder / 'model.gguf'}" if gguf else ""))
 
 
@@ -269,9 +322,23 @@ def _run_paths(config, model, data) -> dict:
     return {"model": pick(model, "model", TINY_4BIT), "data": pick(data, "data", PROCESSED)}
 
 
-def _int(value) -> int | None:
-    # Invoke passes options whose default is None as strings.
-    return None if value is None else int(value)
+def _int(value, option: str) -> int | None:
+    # Invoke passes options whose default is None (or text) as strings; it would parse an int
+    # default itself, but a bad value then ends in its traceback instead of one line.
+    return None if value is None else _number(value, option, int)
+
+
+def _number(value, option: str, kind):
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        what = "a whole number" if kind is int else "a number"
+        raise FarolError(f"--{option} must be {what}, got {value!r}") from None
+
+
+def _run_names() -> str:
+    names = sorted(p.parent.name for p in RUNS.glob("*/config.json"))
+    return ", ".join(names) or "none yet"
 
 
 # --- benchmarks ---
@@ -280,14 +347,17 @@ BENCH_RESULTS = BENCH / "results"
 BENCH_SCHEMA = BENCH / "results.schema.json"
 
 
-@task(help={"shape": "Model shape: tiny or mistral-7b.", "model": "Benchmark this model folder.",
-            "rounds": "Timed repeats per benchmark.", "args": "Extra pytest arguments."})
+@task(help={"shape": "Model shape: tiny or mistral-7b (default: tiny).",
+            "model": "Benchmark this model folder instead of a shape (default: none).",
+            "rounds": "Timed repeats per benchmark (default: 5).",
+            "args": "Extra pytest arguments (default: none)."})
 @exit_on_error
-def bench(c, shape="tiny", model=None, rounds=5, args=""):
+def bench(c, shape="tiny", model=None, rounds="5", args=""):
     """Run the benchmarks for real and write benchmarks/results/<time>-<host>-mlx<ver>.json."""
     from farol_bench.models import check_choice
 
     check_choice(shape, model)
+    rounds = _int(rounds, "rounds")
     cmd = [sys.executable, "-m", "pytest", str(BENCH), "--benchmark-enable", "--shape", shape,
            "--bench-rounds", str(rounds), "-q", *(["--model", model] if model else []),
            *shlex.split(args)]
@@ -296,9 +366,10 @@ def bench(c, shape="tiny", model=None, rounds=5, args=""):
 
 @task(help={"baseline": "Results file to compare with (default: the last earlier run on this "
                         "device, in benchmarks/results/ then benchmarks/baselines/).",
-            "threshold": "Largest tolerated slowdown, as a fraction."})
+            "threshold": "Largest tolerated slowdown, as a fraction or a percentage "
+                         "(default: 0.10, i.e. 10%)."})
 @exit_on_error
-def bench_compare(c, baseline=None, threshold=0.10):
+def bench_compare(c, baseline=None, threshold="0.10"):
     """Compare the newest benchmark run with a baseline; exit 1 when a figure got worse."""
     from farol_bench import compare, results
 
@@ -313,7 +384,7 @@ def bench_compare(c, baseline=None, threshold=0.10):
     sys.exit(1 if compare.regressions(rows) else 0)
 
 
-@task(help={"out": "PNG file to write."})
+@task(help={"out": "PNG file to write (default: benchmarks/results/tokens_per_s.png)."})
 @exit_on_error
 def bench_plot(c, out=str(BENCH_RESULTS / "tokens_per_s.png")):
     """Draw tokens/s per mlx version over time from benchmarks/results/ (and baselines/)."""
@@ -326,17 +397,20 @@ def bench_plot(c, out=str(BENCH_RESULTS / "tokens_per_s.png")):
 
 
 @task(help={"mlx": "mlx version to try.", "mlx_lm": "mlx-lm version to try.",
-            "threshold": "Largest tolerated slowdown.", "rounds": "Timed repeats per benchmark.",
-            "tests": "Benchmark files to run.", "keep": "Keep the throwaway venv.",
-            "passes": "Benchmark runs per side, alternating here and there."})
+            "threshold": "Largest tolerated slowdown, as a fraction or a percentage "
+                         "(default: 0.10).",
+            "rounds": "Timed repeats per benchmark (default: 3).",
+            "tests": "Benchmark files to run (default: benchmarks).",
+            "keep": "Keep the throwaway venv.",
+            "passes": "Benchmark runs per side, alternating here and there (default: 2)."})
 @exit_on_error
-def check_upgrade(c, mlx, mlx_lm, threshold=0.10, rounds=3, tests="benchmarks", keep=False,
-                  passes=2):
+def check_upgrade(c, mlx, mlx_lm, threshold="0.10", rounds="3", tests="benchmarks", keep=False,
+                  passes="2"):
     """Try mlx/mlx-lm versions in a throwaway venv: API tests, tiny benchmarks, a verdict."""
     from farol_bench import compare, upgrade
 
     out = upgrade.check_upgrade(ROOT, mlx, mlx_lm, compare.check_threshold(threshold), tests,
-                                int(rounds), keep, passes=int(passes))
+                                _int(rounds, "rounds"), keep, passes=_int(passes, "passes"))
     if out.rows:
         print(compare.table(out.rows, *out.labels) + "\n\n" + out.summary)
     print("\n".join(["", f"verdict: {out.verdict}", *out.reasons]))

@@ -1,9 +1,10 @@
 """The Invoke tasks pass the user's choices through: a thin layer, but one that picks defaults."""
 
+import contextlib
 import json
 
 import pytest
-from invoke import Context
+from invoke import Collection, Config, Context, Program
 
 import tasks
 
@@ -43,3 +44,141 @@ def test_preflight_reports_the_configs_model_not_the_tiny_one(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tasks.preflight(Context(), config=str(config))
     assert "/no-such-model not found" in capsys.readouterr().out
+
+
+# --- options with wrong values: one line on stderr and exit 1, never a traceback ---
+
+
+def test_no_task_lets_invoke_parse_a_number():
+    # Invoke casts an int or float default's option itself, and a bad value ("--bits abc",
+    # "--threshold x") then dies in its parser with a traceback before the task runs.
+    collection = Collection.from_module(tasks)
+    typed = [(name, a.name) for name in collection.task_names
+             for a in collection[name].get_arguments() if a.kind in (int, float)]
+    assert typed == []
+
+
+@pytest.mark.parametrize("task, options, message", [
+    ("train", {"iters": "abc"}, "--iters must be a whole number, got 'abc'"),
+    ("quantize", {"bits": "four"}, "--bits must be a whole number, got 'four'"),
+    ("evaluate", {"questions": "1.5"}, "--questions must be a whole number, got '1.5'"),
+    ("bench", {"rounds": "z"}, "--rounds must be a whole number, got 'z'"),
+    ("monitor", {"refresh": "soon"}, "--refresh must be a number, got 'soon'"),
+    ("monitor", {"refresh": "0"}, "--refresh must be more than 0 seconds"),
+])
+def test_a_bad_number_is_one_clear_line(task, options, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        getattr(tasks, task)(Context(), **options)
+    assert exit.value.code == 1
+    assert capsys.readouterr().err.startswith(f"error: {message}")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench-compare", "--threshold", "x"], "threshold must be a fraction between 0 and 1"),
+    (["quantize", "--bits", "abc"], "--bits must be a whole number, got 'abc'"),
+])
+def test_a_bad_number_on_the_command_line_is_one_clear_line(argv, message, capsys):
+    # Through Invoke's own parser, as `invoke bench-compare --threshold x` runs it.
+    program = Program(namespace=Collection.from_module(tasks))
+    with pytest.raises(SystemExit) as exit:
+        program.run(["invoke", *argv], exit=False)
+    assert exit.value.code == 1
+    assert capsys.readouterr().err.startswith(f"error: {message}")
+
+
+def test_monitor_refuses_a_run_that_does_not_exist(tmp_path, monkeypatch, capsys):
+    # Before, a mistyped --run waited forever for metrics that would never come.
+    monkeypatch.setattr(tasks, "RUNS", tmp_path)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        tasks.monitor(Context(), run="reall", once=True)
+    err = capsys.readouterr().err
+    assert "no run named 'reall'" in err and "runs: real" in err
+
+
+# --- a run that is not the demo keeps its own base model ---
+
+
+def _run(runs, name, model):
+    """runs/<name>/ as training leaves it: the resolved config (demo.yaml's, another model)."""
+    from farol_core.config import read_config_file
+
+    config = {**read_config_file(tasks.DEMO_CONFIG), "name": name, "model": model}
+    (runs / name).mkdir(parents=True)
+    (runs / name / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return runs / name
+
+
+def test_fuse_merges_into_the_model_the_run_trained_on(tmp_path, monkeypatch):
+    # Before, fuse always took the tiny model: a 7B run failed, and a run on another tiny
+    # build was merged into the wrong base without a word. farol-train's fuse is replaced by a
+    # recorder: what is checked is the base the task hands it, not the merge itself.
+    import farol_train.fuse
+
+    calls = []
+    monkeypatch.setattr(farol_train.fuse, "fuse", lambda model, *a, **k: calls.append(model)
+                        or tmp_path / "fused")
+    monkeypatch.setattr(tasks, "RUNS", tmp_path)
+    _run(tmp_path, "mine", "/no-such-model")
+    tasks.fuse(Context(), run="mine", out=str(tmp_path / "fused"))
+    tasks.fuse(Context(), run="mine", model="/given", out=str(tmp_path / "fused"))
+    assert calls == ["/no-such-model", "/given"]
+
+
+def test_fuse_replaces_only_its_own_default_folder(tmp_path, monkeypatch):
+    # Before, every --out was replaced: `--out models/mistral-7b-4bit` wiped the base model.
+    import farol_train.fuse
+
+    forced = []
+    monkeypatch.setattr(farol_train.fuse, "fuse", lambda *a, force, **k: forced.append(force)
+                        or tmp_path / "fused")
+    monkeypatch.setattr(tasks, "RUNS", tmp_path)
+    _run(tmp_path, "mine", "/m")
+    tasks.fuse(Context(), run="mine")  # models/mine-fused: Farol's own output, remade each time
+    tasks.fuse(Context(), run="mine", out=str(tmp_path / "mine"))
+    tasks.fuse(Context(), run="mine", out=str(tmp_path / "mine"), force=True)
+    assert forced == [True, False, True]
+
+
+def test_fuse_names_a_missing_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tasks, "RUNS", tmp_path)
+    with pytest.raises(SystemExit):
+        tasks.fuse(Context(), run="nope")
+    assert f"No run at {tmp_path / 'nope'}" in capsys.readouterr().err
+
+
+def test_train_run_alone_resumes_with_the_runs_own_config(tmp_path, monkeypatch, capsys):
+    # `invoke train --run NAME` is what an interrupted run says to type; with demo.yaml it
+    # resumed a 7B run on the tiny model, and the resume was refused.
+    monkeypatch.setattr(tasks, "RUNS", tmp_path)
+    _run(tmp_path, "mine", "/no-such-model")
+    with pytest.raises(SystemExit):
+        tasks.train(Context(), run="mine")
+    assert "/no-such-model" in capsys.readouterr().err
+
+
+def _dry():
+    return Context(Config(overrides={"run": {"dry": True}}))  # prints the command, runs nothing
+
+
+def test_ask_with_a_runs_adapter_uses_that_runs_model(tmp_path, capsys):
+    adapter = _run(tmp_path, "mine", "/no-such-model")
+    tasks.ask(_dry(), "Quem?", adapter=str(adapter / "adapters"))  # the best adapter, below it
+    assert "--model /no-such-model" in capsys.readouterr().out
+
+
+def test_ask_with_another_model_gets_no_demo_adapter(capsys):
+    # The demo adapter fits the tiny model only; put on another base it fails or misleads.
+    tasks.ask(_dry(), "Quem?", model="/another-model")
+    out = capsys.readouterr().out
+    assert "--model /another-model" in out and "--adapter-path" not in out
+
+
+def test_preflight_checks_the_disk_where_train_writes(tmp_path, monkeypatch, capsys):
+    # Before, the disk row looked at ./runs of whatever folder the user was in.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "400")  # one row per check, however long the path
+    with contextlib.suppress(SystemExit):  # a fresh checkout has no model yet: a fail row
+        tasks.preflight(Context())
+    assert f"free at {tasks.RUNS}" in capsys.readouterr().out

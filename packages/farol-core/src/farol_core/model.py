@@ -94,15 +94,24 @@ def apply_adapter(model, adapter_path: str | Path, model_path: str | Path | None
 
 
 def _trained_on(adapter_path: Path) -> str:
-    # Farol's runs record their base model in config.json beside (or above) the adapter.
+    model = recorded_base(adapter_path)
+    if model:
+        return f"it was trained on {model}; pass that model with it"
+    return "pass the base model the adapter was trained on"
+
+
+def recorded_base(adapter_path: str | Path) -> str | None:
+    """The base model a Farol run's adapter was trained on, from the run's config.json beside
+    the adapter (runs/<name>) or above it (runs/<name>/adapters, the best one); None if absent."""
+    adapter_path = Path(adapter_path)
     for config in (adapter_path / "config.json", adapter_path.parent / "config.json"):
         try:
             model = json.loads(config.read_text(encoding="utf-8")).get("model")
         except (OSError, ValueError, AttributeError):
             continue
-        if model:
-            return f"it was trained on {model}; pass that model with it"
-    return "pass the base model the adapter was trained on"
+        if isinstance(model, str) and model:
+            return model
+    return None
 
 
 def load_tokenizer(model_path: str | Path):
