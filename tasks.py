@@ -391,8 +391,8 @@ def bench_plot(c, out=str(BENCH_RESULTS / "tokens_per_s.png")):
     from farol_bench import plot, results
 
     schema = results.load_schema(BENCH_SCHEMA)
-    docs = [results.load(p, schema) for d in (BENCH / "baselines", BENCH_RESULTS)
-            for p in results.find(d)]
+    paths = [p for d in (BENCH / "baselines", BENCH_RESULTS) for p in results.find(d)]
+    docs = results.load_all(paths, schema, warn=lambda m: print(m, file=sys.stderr))
     print(f"plot of {len(docs)} runs: {plot.plot(docs, out)}")
 
 

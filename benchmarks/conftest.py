@@ -7,18 +7,25 @@ including other modules' `benchmark.extra_info`, to `benchmarks/results/` (see `
 With `--benchmark-disable` (the suite), each benchmark runs once at reduced sizes as a test.
 """
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from farol_bench import models, report, results
 
-# The suite's session fixtures: the tiny model, its 4-bit copy and the prepared sample.
-from tests.conftest import processed, tiny_4bit, tiny_model  # noqa: F401
-
 ROOT = Path(__file__).resolve().parents[1]
+# `pytest benchmarks` on its own puts only benchmarks/ (not a package) on sys.path; the suite's
+# fixtures below live in the package tests/ at the repo root.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# The suite's session fixtures: the tiny model, its 4-bit copy and the prepared sample.
+from tests.conftest import processed, tiny_4bit, tiny_model  # noqa: E402, F401
+
 SCHEMA = Path(__file__).resolve().parent / "results.schema.json"
 RUN = pytest.StashKey[dict]()
+SHAPE_NAMES = {"tiny": "tiny-mistral-4bit", "mistral-7b": "mistral-7b-shape-4bit-g64"}
 DISABLED_SCALE = 16  # prompts are this many times shorter when benchmarks only run as tests
 
 
@@ -117,7 +124,8 @@ def _document(config, done) -> dict:
     if settings.bandwidth:
         device.update(bandwidth_bytes_per_s=settings.bandwidth, bandwidth_source="--bandwidth")
     path, shape = config.getoption("model"), config.getoption("shape")
-    model = config.stash[RUN]["model"] or {"name": path or shape}
+    # Without the bench_model fixture (`-k bridge`), the model's name as that fixture gives it.
+    model = config.stash[RUN]["model"] or {"name": Path(path).name if path else SHAPE_NAMES[shape]}
     entries = [results.benchmark_entry(b.name, b.stats, b.extra_info, b.group) for b in done]
     return results.build(entries, "model" if path else shape, model, settings.as_dict(), device)
 

@@ -182,3 +182,14 @@ def test_preflight_checks_the_disk_where_train_writes(tmp_path, monkeypatch, cap
     with contextlib.suppress(SystemExit):  # a fresh checkout has no model yet: a fail row
         tasks.preflight(Context())
     assert f"free at {tasks.RUNS}" in capsys.readouterr().out
+
+
+def test_bench_plot_skips_a_broken_results_file(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    for path in sorted((tasks.BENCH / "baselines").glob("*.json"))[:1]:
+        (results / path.name).write_bytes(path.read_bytes())
+    (results / "20990101T000000Z-x-mlx0.json").write_text('{"cut', encoding="utf-8")
+    monkeypatch.setattr(tasks, "BENCH_RESULTS", results)
+    tasks.bench_plot(Context(), out=str(tmp_path / "plot.png"))
+    assert "skipped" in capsys.readouterr().err and (tmp_path / "plot.png").is_file()

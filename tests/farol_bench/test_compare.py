@@ -56,3 +56,34 @@ def test_a_noisy_change_whose_ranges_do_not_overlap_is_trusted():
     new = run_doc({"decode tps": fig(50.0, 40.0, 60.0)})
     (row,) = compare(old, new, 0.10)
     assert row.status == "regression" and row.spread > 0.10 and not row.unsafe
+
+
+def test_a_change_equal_to_the_threshold_is_within_it():
+    # 1.1 / 1.0 - 1 is 0.10000000000000009 in floats: still "exactly 10%", not a regression.
+    old = run_doc({"t s": fig(1.0, unit="s", better="lower"), "d tps": fig(100.0)})
+    new = run_doc({"t s": fig(1.1, unit="s", better="lower"), "d tps": fig(110.0)})
+    assert [r.status for r in compare(old, new, 0.10)] == ["ok", "ok"]
+    worse = run_doc({"t s": fig(1.1001, unit="s", better="lower"), "d tps": fig(89.99)})
+    assert [r.status for r in compare(old, worse, 0.10)] == ["regression", "regression"]
+
+
+def test_zero_or_negative_medians_are_shown_not_judged():
+    old = run_doc({"a tps": fig(0.0), "b tps": fig(100.0), "c s": fig(2.0, unit="s")})
+    new = run_doc({"a tps": fig(50.0), "b tps": fig(-5.0), "c s": fig(float("nan"), unit="s")})
+    rows = compare(old, new, 0.10)
+    assert all(r.status.startswith("not judged") and r.ratio is None for r in rows)
+    assert "not judged" in table(rows) and not regressions(rows)
+
+
+def test_a_threshold_in_percent_is_taken_as_a_fraction():
+    assert check_threshold("10%") == pytest.approx(0.10)
+    assert check_threshold(" 5% ") == pytest.approx(0.05)
+    with pytest.raises(FarolError, match=r"got '10'.*\n.*or 10%"):
+        check_threshold("10")
+
+
+def test_the_verdict_names_benchmarks_missing_from_the_new_run():
+    old = run_doc({"decode tps": fig(100.0), "prefill tps": fig(1000.0)})
+    new = run_doc({"prefill tps": fig(1000.0)})
+    line = verdict_line(compare(old, new), old, new, 0.10)
+    assert "not in the new run (failed or left out): decode" in line

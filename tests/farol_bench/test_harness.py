@@ -31,3 +31,46 @@ def test_a_timed_run_writes_every_figure_with_the_decode_bound(tmp_path, schema)
     assert doc["device"]["bandwidth_bytes_per_s"] == 68.25e9
     assert doc["device"]["bandwidth_source"] == "--bandwidth"
     assert "of the bound" in proc.stdout and str(path) in proc.stdout
+
+
+def test_counts_are_settings_and_rates_keep_their_spread(tmp_path, schema):
+    # Counts judged as "lower is better" figures would call more questions a regression.
+    cmd = [sys.executable, "-m", "pytest", "benchmarks/test_eval_generation.py",
+           "--benchmark-enable", "--bench-results", str(tmp_path), "-q", "-p", "no:cacheprovider"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    (path,) = results.find(tmp_path)
+    for bench in results.load(path, schema)["benchmarks"]:
+        assert bench["settings"] == {"questions": 16, "max_tokens": 16}
+        rate = bench["figures"]["questions_per_second"]
+        assert (rate["unit"], rate["rounds"]) == ("questions/s", 3)
+        assert rate["min"] <= rate["median"] <= rate["max"]
+
+
+def test_prepare_speed_records_the_count_as_a_setting():
+    from types import SimpleNamespace
+
+    from farol_bench.figures import split_extra_info
+
+    from benchmarks.test_prepare_speed import _measure
+
+    stats = SimpleNamespace(median=0.5, min=0.4, max=0.6, rounds=2, mean=0.5)
+    bench = SimpleNamespace(disabled=False, extra_info={}, stats=SimpleNamespace(stats=stats),
+                            pedantic=lambda fn, rounds, iterations: [fn() for _ in range(rounds)])
+    _measure(bench, lambda: sum(range(200_000)), 1000, 2)
+    figures, settings = split_extra_info(bench.extra_info, stats)
+    assert settings == {"records": 1000}
+    wall = figures["records_per_s_wall"]
+    assert (wall["median"], wall["min"], wall["max"]) == (2000, 1000 / 0.6, 2500)
+    cpu = figures["records_per_s_cpu"]
+    assert (cpu["unit"], cpu["rounds"], cpu["better"]) == ("records/s", 2, "higher")
+
+
+def test_the_benchmarks_collect_on_their_own_through_the_pytest_script():
+    # `pytest benchmarks` (the CI fast mode), unlike `python -m pytest`, leaves the repo root
+    # off sys.path; the conftest must still find the suite's fixtures in tests/.
+    script = Path(sys.executable).parent / "pytest"
+    proc = subprocess.run([str(script), "benchmarks", "--collect-only", "-q",
+                           "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "test_generation.py::test_decode" in proc.stdout

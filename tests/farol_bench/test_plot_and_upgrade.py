@@ -1,9 +1,22 @@
 """The tokens/s plot, and how the upgrade guard pins its throwaway venv."""
 
+import importlib.metadata
+import os
+import tempfile
 from pathlib import Path
 
+import pytest
 from farol_bench.plot import plot, series
-from farol_bench.upgrade import constraints, judge, requirements
+from farol_bench.upgrade import (
+    _here,
+    check_upgrade,
+    check_versions,
+    constraints,
+    install_error,
+    judge,
+    requirements,
+)
+from farol_core.errors import FarolError
 
 from tests.farol_bench.conftest import fig, run_doc
 
@@ -16,8 +29,8 @@ def test_plot_draws_tokens_per_second_per_mlx_version(tmp_path):
                     created="2026-11-20T00:00:00Z", mlx="0.31.2"),
             run_doc({"test_decode decode_tokens_per_s": fig(22.0)}, mlx="0.32.4")]
     data = series(docs + docs[:1])  # a baseline copied from results/ is drawn once
-    assert list(data) == ["Apple M1 tiny: test_decode decode_tokens_per_s"]
-    assert [p[4] for p in data["Apple M1 tiny: test_decode decode_tokens_per_s"]] == [
+    assert list(data) == ["Apple M1 (metal) tiny: test_decode decode_tokens_per_s"]
+    assert [p[4] for p in data["Apple M1 (metal) tiny: test_decode decode_tokens_per_s"]] == [
         "0.31.2", "0.32.4"]
     out = plot(docs, tmp_path / "plot.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -50,3 +63,58 @@ def test_the_verdict_is_slower_only_past_the_threshold_and_says_when_noise_decid
     assert out.labels[1] == "mlx 0.33.0 / mlx-lm 0.32.2"
     noisy = run_doc({"test_decode decode_tokens_per_s": fig(80.0, 40.0, 120.0)})
     assert judge(here, noisy, 0.10).verdict.startswith("slower (unsafe")
+
+
+def test_no_run_to_plot_is_an_error_and_devices_or_models_are_separate_lines(tmp_path):
+    with pytest.raises(FarolError, match="no tokens/s figure in 0 results file"):
+        plot([], tmp_path / "empty.png")
+    assert not (tmp_path / "empty.png").exists()
+    docs = [run_doc({"test_decode decode_tokens_per_s": fig(20.0)}, device=d)
+            for d in ("Apple M1", "NVIDIA H200")]
+    docs += [run_doc({"test_decode decode_tokens_per_s": fig(9.0)}, shape="model")
+             for _ in range(2)]
+    docs[3].update(created="2026-11-24T00:00:00Z", model={"name": "llama-3-8b-4bit"})
+    assert sorted(series(docs)) == [
+        "Apple M1 (metal) model llama-3-8b-4bit: test_decode decode_tokens_per_s",
+        "Apple M1 (metal) model tiny-mistral-4bit: test_decode decode_tokens_per_s",
+        "Apple M1 (metal) tiny: test_decode decode_tokens_per_s",
+        "NVIDIA H200 (metal) tiny: test_decode decode_tokens_per_s"]
+
+
+def test_versions_that_are_not_numbers_or_already_installed_are_refused_at_once():
+    with pytest.raises(FarolError, match="--mlx 'latest' is not a version number"):
+        check_versions("latest", "0.33.0")
+    here = [importlib.metadata.version(d) for d in ("mlx", "mlx-lm")]
+    with pytest.raises(FarolError, match="versions installed here"):
+        check_versions(*here)
+
+
+def test_a_pip_failure_is_one_line():
+    missing = ("ERROR: Could not find a version that satisfies the requirement mlx-lm==9.9.9 "
+               "(from versions: 0.0.1, 0.0.2, 0.30.0, 0.31.0, 0.31.1, 0.31.2, 0.31.3, 0.32.0, "
+               "0.32.1, 0.32.2)\nERROR: No matching distribution found for mlx-lm==9.9.9\n")
+    line = install_error(missing)
+    assert "\n" not in line and "0.0.1" not in line
+    assert line.endswith("(newest: 0.31.2, 0.31.3, 0.32.0, 0.32.1, 0.32.2); "
+                         "No matching distribution found for mlx-lm==9.9.9")
+    none = "ERROR: Could not find a version that satisfies the requirement mlx==1 (from versions: none)"  # noqa: E501
+    assert install_error(none).startswith("no package index offered any release (offline?)")
+
+
+def test_offline_the_guard_says_could_not_install_and_leaves_no_venv(tmp_path, monkeypatch):
+    # A package index that refuses connections, as on a machine without network.
+    for key, value in {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "",
+                       "PIP_FIND_LINKS": "", "PIP_RETRIES": "1", "PIP_NO_CACHE_DIR": "1",
+                       "PIP_CONFIG_FILE": os.devnull}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    out = check_upgrade(ROOT, "0.31.2", "0.31.3", log=lambda _: None)
+    assert out.verdict == "could not install"
+    assert out.reasons == ["could not install mlx 0.31.2 / mlx-lm 0.31.3: no package index "
+                           "reachable (offline?); pip's index settings: `pip config list`"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_benchmarks_failing_here_are_not_blamed_on_the_upgrade(tmp_path):
+    with pytest.raises(FarolError, match="this environment, not the upgrade"):
+        _here(ROOT, tmp_path, "benchmarks/no_such_file.py", 1)

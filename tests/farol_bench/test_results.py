@@ -92,3 +92,49 @@ def test_pair_takes_an_explicit_baseline_only_from_the_same_device(tmp_path, sch
     other = results.write(run_doc({"d tps": fig(1.0)}, device="Apple M2"), tmp_path, schema)
     with pytest.raises(FarolError, match="baseline ran on Apple M2"):
         results.pair(runs, base, schema, other)
+
+
+def test_a_truncated_or_foreign_file_is_named_and_the_other_runs_stay_usable(tmp_path, schema):
+    good = results.write(run_doc({"d tps": fig(1.0)}, created="2026-11-20T00:00:00Z"), tmp_path,
+                         schema)
+    text = json.dumps(run_doc({"d tps": fig(1.0)}, created="2026-11-21T00:00:00Z"))
+    truncated = tmp_path / "20261121T000000Z-mac-mlx0.32.4.json"
+    truncated.write_text(text[: len(text) // 2])
+    (tmp_path / "20261121T120000Z-mac-mlx0.32.4.json").write_bytes(b"\xff\xfe{")
+    new_path = results.write(run_doc({"d tps": fig(2.0)}, created="2026-11-22T00:00:00Z"),
+                             tmp_path, schema)
+    warnings = []
+    base, _ = results.baseline_for(results.load(new_path, schema), new_path, [tmp_path], schema,
+                                   warnings.append)
+    assert base == good
+    assert [w.split(" is not JSON")[0] for w in warnings] == [
+        f"skipped: {tmp_path / '20261121T120000Z-mac-mlx0.32.4.json'}", f"skipped: {truncated}"]
+    new_path.unlink()  # now the newest file is the broken one: refused by name, with a way out
+    with pytest.raises(FarolError, match=r"20261121T120000Z-mac-mlx0.32.4.json is not JSON"):
+        results.newest(tmp_path, schema)
+    assert len(results.load_all(results.find(tmp_path), schema, warnings.append)) == 1
+
+
+def test_runs_of_another_workload_or_with_no_figure_in_common_are_not_compared(tmp_path, schema):
+    old, new = run_doc({"d tps": fig(1.0)}), run_doc({"d tps": fig(2.0)})
+    old["settings"], new["settings"] = {"decode_tokens": 128}, {"decode_tokens": 4}
+    with pytest.raises(FarolError, match="decode_tokens 128.*decode_tokens 4"):
+        results.check_comparable(old, new)
+    with pytest.raises(FarolError, match="no figure in common"):
+        results.check_comparable(run_doc({"d tps": fig(1.0)}), run_doc({"p tps": fig(1.0)}))
+    # A subset run (`-k prefill`) skips an earlier run of other benchmarks for one that shares.
+    runs = {"a": run_doc({"p tps": fig(1.0)}, created="2026-11-20T00:00:00Z"),
+            "b": run_doc({"d tps": fig(1.0)}, created="2026-11-21T00:00:00Z"),
+            "c": run_doc({"p tps": fig(1.0)}, created="2026-11-22T00:00:00Z")}
+    paths = {k: results.write(d, tmp_path, schema) for k, d in runs.items()}
+    assert results.pair(tmp_path, tmp_path / "none", schema)[0] == paths["a"]
+
+
+def test_a_run_that_never_loaded_the_shape_model_compares_with_one_that_did():
+    # `invoke bench -k bridge` recorded the model as "tiny", a full run as "tiny-mistral-4bit".
+    bridge, full = run_doc({"d tps": fig(1.0)}), run_doc({"d tps": fig(1.0)})
+    bridge["model"] = {"name": "tiny"}
+    assert results.same_device(bridge, full)
+    a, b = (run_doc({"d tps": fig(1.0)}, shape="model") for _ in range(2))
+    b["model"]["name"] = "mistral-7b-4bit"
+    assert not results.same_device(a, b)

@@ -7,6 +7,7 @@ overlap: the repeats disagree by more than the change being judged, and some rep
 worse run was as good as one of the better run.
 """
 
+import math
 from dataclasses import dataclass
 
 from farol_core.errors import FarolError
@@ -23,7 +24,7 @@ class Row:
     ratio: float | None  # new / old
     worse: float | None  # fraction by which new is worse than old (negative: better)
     spread: float  # the larger relative spread of the two runs
-    status: str  # "ok", "regression", "improved", "only old", "only new"
+    status: str  # "ok", "regression", "improved", "only old", "only new", "not judged: ..."
     unsafe: bool
 
 
@@ -41,14 +42,16 @@ def compare(old: dict, new: dict, threshold: float = 0.10) -> list[Row]:
 
 
 def check_threshold(value) -> float:
-    """The threshold as a fraction in (0, 1), or a FarolError."""
+    """The threshold as a fraction in (0, 1), or a FarolError; "10%" means 0.10."""
+    text = str(value).strip()
     try:
-        threshold = float(value)
-    except (TypeError, ValueError):
+        # A percent sign leaves no doubt about the scale, so "10%" is taken as 0.10.
+        threshold = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
         threshold = -1.0
     if not 0 < threshold < 1:
         raise FarolError(f"threshold must be a fraction between 0 and 1, got {value!r}",
-                         hint="--threshold 0.10 tolerates a 10% slowdown")
+                         hint="--threshold 0.10 (or 10%) tolerates a 10% slowdown")
     return threshold
 
 
@@ -57,18 +60,28 @@ def regressions(rows: list[Row]) -> list[Row]:
     return [r for r in rows if r.status == "regression"]
 
 
+# Float rounding puts "exactly 10% slower" a hair past 0.10 (1.1 / 1.0 - 1 = 0.10000000000000009);
+# a change equal to the threshold is within it.
+TIE = 1e-9
+
+
 def _row(key: str, old: dict | None, new: dict | None, threshold: float) -> Row:
     if old is None or new is None:
         fig = old or new
         return Row(key, fig["unit"], _median(old), _median(new), None, None, spread(fig),
                    "only new" if old is None else "only old", False)
-    ratio = new["median"] / old["median"] if old["median"] else None
-    worse = None if ratio is None else (1 - ratio if new["better"] == "higher" else ratio - 1)
     noise = max(spread(old), spread(new))
+    a, b = old["median"], new["median"]
+    if not (a > 0 and b >= 0 and math.isfinite(a) and math.isfinite(b)):
+        # A ratio to zero, a negative or a NaN says nothing; show it rather than call it "ok".
+        return Row(key, new["unit"], old["median"], new["median"], None, None, noise,
+                   "not judged: a median is 0, negative or NaN", False)
+    ratio = new["median"] / old["median"]
+    worse = 1 - ratio if new["better"] == "higher" else ratio - 1
     status = "ok"
-    if worse is not None and worse > threshold:
+    if worse > threshold + TIE:
         status = "regression"
-    elif worse is not None and worse < -threshold:
+    elif worse < -threshold - TIE:
         status = "improved"
     return Row(key, new["unit"], old["median"], new["median"], ratio, worse, noise, status,
                noise > threshold and _overlap(old, new))
@@ -112,6 +125,10 @@ def verdict_line(rows: list[Row], old: dict, new: dict, threshold: float) -> str
     head = (f"{len(bad)} of {len(rows)} figures worse by more than {threshold:.0%}: "
             + ", ".join(r.key for r in bad) if bad
             else f"no figure worse by more than {threshold:.0%}")
+    gone = list(dict.fromkeys(r.key.rsplit(" ", 1)[0] for r in rows if r.status == "only old"))
+    if gone:
+        # A benchmark that failed or was left out of the new run must not pass unnoticed.
+        head += f"; not in the new run (failed or left out): {', '.join(gone)}"
     if noisy:
         head += (f"; unsafe for {len(noisy)} figure(s) whose min-max ranges overlap and spread"
                  " wider than the threshold (rerun on a quiet machine)")

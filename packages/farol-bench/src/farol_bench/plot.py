@@ -7,27 +7,41 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
+from farol_core.errors import FarolError  # noqa: E402
 
 from farol_bench.compare import figures_by_key  # noqa: E402
 
 
 def series(docs: list[dict]) -> dict[str, list[tuple]]:
-    """`"<device> <shape>: <figure>"` -> [(time, median, min, max, mlx version)], oldest first."""
+    """`"<device> (<backend>) <shape>: <figure>"` -> [(time, median, min, max, mlx version)],
+    oldest first. Runs on different devices or models are different lines, never one."""
     out: dict[str, list[tuple]] = {}
-    unique = {(d["created"], d["host"], d["shape"]): d for d in docs}  # a baseline is a copy
+    # A baseline is a copy of a run: drop it, but never a run of another device or model that
+    # ended in the same second on a host of the same name.
+    unique = {(d["created"], d["host"], _line(d)): d for d in docs}
     for doc in sorted(unique.values(), key=lambda d: d["created"]):
         when = datetime.strptime(doc["created"], "%Y-%m-%dT%H:%M:%SZ")
         for key, fig in figures_by_key(doc).items():
             if fig["unit"].endswith("tokens/s"):
-                label = f"{doc['device']['name']} {doc['shape']}: {key}"
+                label = f"{_line(doc)}: {key}"
                 point = (when, fig["median"], fig["min"], fig["max"], doc["versions"]["mlx"])
                 out.setdefault(label, []).append(point)
     return out
 
 
+def _line(doc: dict) -> str:
+    # A --model run is named by its folder: two models of the same shape are two lines.
+    model = f" {doc['model'].get('name')}" if doc["shape"] == "model" else ""
+    return f"{doc['device']['name']} ({doc['device']['backend']}) {doc['shape']}{model}"
+
+
 def plot(docs: list[dict], out: str | Path) -> Path:
     """Draw every tokens/s figure across the runs, each point labelled with its mlx version."""
     data = series(docs)
+    if not data:
+        # An empty chart would look like a result; say there is nothing to draw instead.
+        raise FarolError(f"no tokens/s figure in {len(docs)} results file(s) to plot",
+                         hint="run `invoke bench` first")
     fig, ax = plt.subplots(figsize=(10, 6))
     for label, points in data.items():
         times, med, lo, hi, versions = zip(*points, strict=True)

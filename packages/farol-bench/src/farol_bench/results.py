@@ -22,6 +22,9 @@ from farol_bench.figures import from_stats, split_extra_info
 
 SCHEMA_VERSION = 1
 RUN_NAME = re.compile(r"^\d{8}T\d{6}Z-.+-mlx.+\.json$")  # what file_name writes
+BROKEN_HINT = "move the file out of benchmarks/results/ (or fix it); the other runs stay usable"
+# Run settings that change what test_decode measures: runs that differ in them are not compared.
+WORKLOAD = ("decode_tokens", "decode_context")
 
 
 def benchmark_entry(name: str, stats, extra_info: dict, group: str | None = None) -> dict:
@@ -86,19 +89,33 @@ def validate(doc: dict, schema: dict) -> None:
 
 
 def load(path: str | Path, schema: dict) -> dict:
-    """A validated results document."""
+    """A validated results document; a FarolError naming the file otherwise."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FarolError(f"No results file at {path}") from None
-    except json.JSONDecodeError as e:
-        raise FarolError(f"{path} is not JSON ({e.msg})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        why = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+        raise FarolError(f"{path} is not JSON ({why})",
+                         hint=BROKEN_HINT) from None
     try:
         validate(doc, schema)
     except FarolError as e:
-        raise FarolError(f"{path}: {e.message}") from None
+        raise FarolError(f"{path}: {e.message}", hint=BROKEN_HINT) from None
     return doc
+
+
+def load_all(paths: list[Path], schema: dict, warn=print) -> list[dict]:
+    """The documents at `paths` that load; each one that does not is named through `warn`,
+    so one broken file does not hide every other run."""
+    docs = []
+    for path in paths:
+        try:
+            docs.append(load(path, schema))
+        except FarolError as e:
+            warn(f"skipped: {e.message}")
+    return docs
 
 
 def load_schema(path: str | Path) -> dict:
@@ -115,9 +132,22 @@ def find(folder: str | Path) -> list[Path]:
 
 
 def same_device(a: dict, b: dict) -> bool:
-    """Whether two runs are comparable: same backend, device, shape and model."""
-    return (a["device"]["backend"], a["device"]["name"], a["shape"], a["model"].get("name")) == (
-        b["device"]["backend"], b["device"]["name"], b["shape"], b["model"].get("name"))
+    """Whether two runs are comparable: same backend, device, shape, model and workload."""
+    return _what(a) == _what(b)
+
+
+def _what(d: dict) -> tuple:
+    # A shape names its model; a run that never loaded it (`-k bridge`) recorded the shape's
+    # name instead, so the model's name only tells --model folders apart.
+    model = d["model"].get("name") if d["shape"] == "model" else None
+    return (d["device"]["backend"], d["device"]["name"], d["shape"], model,
+            *(d["settings"].get(k) for k in WORKLOAD))
+
+
+def shared_figures(a: dict, b: dict) -> int:
+    """How many `<benchmark> <figure>` keys two runs both hold."""
+    keys = [{(x["name"], f) for x in d["benchmarks"] for f in x["figures"]} for d in (a, b)]
+    return len(keys[0] & keys[1])
 
 
 def newest(folder: str | Path, schema: dict) -> tuple[Path, dict]:
@@ -128,28 +158,35 @@ def newest(folder: str | Path, schema: dict) -> tuple[Path, dict]:
     return found[-1], load(found[-1], schema)
 
 
-def baseline_for(new: dict, new_path: Path, folders: list[Path], schema: dict) -> tuple[Path, dict]:
-    """The most recent earlier run on the same device, shape and model, searched in `folders`."""
+def baseline_for(new: dict, new_path: Path, folders: list[Path], schema: dict,
+                 warn=print) -> tuple[Path, dict]:
+    """The most recent earlier run on the same device, shape and model that shares a figure
+    with `new`, searched in `folders`; broken files are named and skipped."""
     for folder in folders:
-        for path in reversed(find(folder)):
-            if path.resolve() == new_path.resolve():
-                continue
-            doc = load(path, schema)
-            if same_device(doc, new) and doc["created"] <= new["created"]:
+        paths = [p for p in reversed(find(folder)) if p.resolve() != new_path.resolve()]
+        for path in paths:
+            doc = next(iter(load_all([path], schema, warn)), None)
+            if (doc and same_device(doc, new) and doc["created"] <= new["created"]
+                    and shared_figures(doc, new)):
                 return path, doc
     raise FarolError(f"No earlier run on {new['device']['name']} ({new['device']['backend']}) "
-                     f"with shape {new['shape']} to compare with",
+                     f"with shape {new['shape']} and a figure in common to compare with",
                      hint="run `invoke bench` twice, or pass --baseline FILE")
 
 
 def check_comparable(old: dict, new: dict) -> None:
-    """Raise FarolError unless the two runs share device, shape and model."""
+    """Raise FarolError unless the two runs share device, shape, model, workload and a figure."""
     if not same_device(old, new):
         def what(d):
+            work = ", ".join(f"{k} {d['settings'].get(k)}" for k in WORKLOAD)
             return f"{d['device']['name']} ({d['device']['backend']}), {d['shape']} " \
-                   f"{d['model'].get('name')}"
+                   f"{d['model'].get('name')}, {work}"
         raise FarolError(f"the baseline ran on {what(old)}, the new run on {what(new)}",
-                         hint="compare runs of the same device, shape and model")
+                         hint="compare runs of the same device, shape, model and settings")
+    if not shared_figures(old, new):
+        raise FarolError("the baseline and the new run have no figure in common, so nothing "
+                         "can be compared", hint="pass a --baseline FILE that ran the same "
+                         "benchmarks (`invoke bench -k` runs a subset)")
 
 
 def merge(docs: list[dict]) -> dict:

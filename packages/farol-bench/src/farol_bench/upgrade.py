@@ -6,6 +6,7 @@ installed here (a pip constraints file from `pip freeze`), and the workspace pac
 there, then the tiny benchmarks there and here, and compares them figure by figure.
 """
 
+import importlib.metadata
 import os
 import re
 import shutil
@@ -17,14 +18,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from farol_core.errors import FarolError
+from packaging.version import InvalidVersion, Version
+
 from farol_bench import compare, results
 
+# pip's words when no package index answers (refused, unresolvable, unreachable, timed out).
+OFFLINE = ("NewConnectionError", "Failed to establish a new connection", "Name or service not",
+           "Temporary failure in name resolution", "Network is unreachable", "ConnectTimeout",
+           "Read timed out", "ProxyError")
 MLX_DISTS = re.compile(r"^(mlx|mlx-lm|mlx-cpu|mlx-metal|mlx-cuda\S*)$", re.IGNORECASE)
 
 
 @dataclass
 class Outcome:
-    """What the guard found, and its verdict: "safe to upgrade", "slower" or "broken"."""
+    """What the guard found, and its verdict: "safe to upgrade", "slower", "broken", or "could
+    not install" (pip failed: no such version, or no package index reachable)."""
 
     verdict: str
     reasons: list[str] = field(default_factory=list)
@@ -58,11 +67,46 @@ def make_venv(root: Path, venv: Path, mlx: str, mlx_lm: str, log: Callable) -> P
     pins = venv / "constraints.txt"
     pins.write_text(constraints() + "\n")
     log(f"installing mlx {mlx}, mlx-lm {mlx_lm} and the pinned rest into {venv}")
-    _run([str(python), "-m", "pip", "install", "-q", "-c", str(pins),
-          *requirements(root, mlx, mlx_lm)], f"install mlx {mlx} / mlx-lm {mlx_lm}")
-    _run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(root)],
-         "install the workspace packages")
+    _pip(python, ["-c", str(pins), *requirements(root, mlx, mlx_lm)],
+         f"mlx {mlx} / mlx-lm {mlx_lm}")
+    _pip(python, ["--no-deps", "-e", str(root)], "the workspace packages")
     return python
+
+
+def _pip(python: Path, args: list[str], what: str) -> None:
+    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *args],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CouldNotInstall(f"could not install {what}: {install_error(proc.stderr)}")
+
+
+def install_error(stderr: str) -> str:
+    """pip's failure in one line: no index reachable, or its own ERROR lines."""
+    if any(marker in stderr for marker in OFFLINE):
+        return "no package index reachable (offline?); pip's index settings: `pip config list`"
+    errors = [ln.removeprefix("ERROR: ") for ln in stderr.splitlines() if ln.startswith("ERROR")]
+    # pip lists every release it saw; the versions asked for and the newest few are enough.
+    text = "; ".join(errors) or (stderr.strip().splitlines() or ["pip failed"])[-1]
+    if "(from versions: none)" in text:
+        # No release at all: the index did not answer, or holds no build for this platform.
+        return f"no package index offered any release (offline?): {text.split('; ')[0]}"
+    return re.sub(r"\(from versions: ([^)]{60,})\)",
+                  lambda m: f"(newest: {', '.join(m[1].split(', ')[-5:])})", text)
+
+
+def check_versions(mlx: str, mlx_lm: str) -> None:
+    """Raise FarolError for a version that is not one, or for the versions installed here."""
+    for name, v in (("mlx", mlx), ("mlx-lm", mlx_lm)):
+        try:
+            Version(str(v))
+        except InvalidVersion:
+            raise FarolError(f"--{name} {v!r} is not a version number",
+                             hint="give an exact release, e.g. --mlx 0.33.0 "
+                                  "(`pip index versions mlx` lists them)") from None
+    here = [importlib.metadata.version(d) for d in ("mlx", "mlx-lm")]
+    if [Version(str(mlx)), Version(str(mlx_lm))] == [Version(v) for v in here]:
+        raise FarolError(f"mlx {here[0]} / mlx-lm {here[1]} are the versions installed here: "
+                         "there is no upgrade to check", hint="name the versions to try")
 
 
 def api_failures(root: Path, python: Path) -> list[str]:
@@ -95,6 +139,10 @@ class UpgradeBroken(Exception):
     """A step of the guard failed in the throwaway venv: the upgrade is broken."""
 
 
+class CouldNotInstall(UpgradeBroken):
+    """pip could not install the versions asked for: nothing is known about them yet."""
+
+
 def check_upgrade(root: Path, mlx: str, mlx_lm: str, threshold: float = 0.10,
                   tests: str = "benchmarks", rounds: int = 3, keep: bool = False,
                   log: Callable = print, passes: int = 2) -> Outcome:
@@ -102,6 +150,7 @@ def check_upgrade(root: Path, mlx: str, mlx_lm: str, threshold: float = 0.10,
 
     The benchmarks run `passes` times on each side, alternating here and there.
     """
+    check_versions(mlx, mlx_lm)  # before minutes of installing
     work = Path(tempfile.mkdtemp(prefix="farol-upgrade-"))
     try:
         return _check(root, work, mlx, mlx_lm, threshold, tests, rounds, log, passes)
@@ -122,12 +171,23 @@ def _check(root, work, mlx, mlx_lm, threshold, tests, rounds, log, passes) -> Ou
         here, there = [], []
         for i in range(passes):
             log(f"tiny benchmarks, pass {i + 1} of {passes}: here, then there")
-            here.append(run_benchmarks(root, Path(sys.executable), work / f"here{i}", tests,
-                                       rounds))
+            here.append(_here(root, work / f"here{i}", tests, rounds))
             there.append(run_benchmarks(root, python, work / f"there{i}", tests, rounds))
+    except CouldNotInstall as e:
+        return Outcome("could not install", [str(e)])
     except UpgradeBroken as e:
         return Outcome("broken", [str(e)])
     return judge(results.merge(here), results.merge(there), threshold)
+
+
+def _here(root: Path, out: Path, tests: str, rounds: int) -> dict:
+    # Benchmarks failing in this environment say nothing about the new versions.
+    try:
+        return run_benchmarks(root, Path(sys.executable), out, tests, rounds)
+    except UpgradeBroken as e:
+        raise FarolError(f"{e}\n(this environment, not the upgrade)",
+                         hint="fix the benchmarks here (`invoke bench`) before judging an "
+                              "upgrade") from None
 
 
 def judge(here: dict, there: dict, threshold: float) -> Outcome:
