@@ -1,6 +1,7 @@
 """Preflight checks, profiles, the configure wizard, fuse and GGUF export."""
 
 import json
+import shutil
 
 import yaml
 from click.testing import CliRunner
@@ -139,3 +140,146 @@ def test_the_memory_model_row_warns_for_a_dtype_it_was_not_measured_on(tiny_4bit
     assert half.status == "warn"
     assert "on float32 models only; this one is 16-bit float" in half.detail
     assert half.fix.startswith("`invoke calibrate --dtype float16` shows the error")
+
+
+def _rows(model, data, **training) -> dict:
+    cfg = resolve(None, model=str(model), data=str(data), lora={"num_layers": 2},
+                  training=training)
+    return {c.name: c for c in run_checks(cfg)}
+
+
+def test_empty_splits_and_a_max_seq_length_below_every_answer_fail(tiny_4bit, processed,
+                                                                   tmp_path):
+    # Training refuses both; preflight used to pass an empty valid.jsonl ("0 examples").
+    (tmp_path / "train.jsonl").write_text((processed / "train.jsonl").read_text())
+    (tmp_path / "valid.jsonl").write_text("")
+    empty = _rows(tiny_4bit, tmp_path)["data valid"]
+    assert empty.status == "fail" and "holds no examples" in empty.detail
+    (tmp_path / "train.jsonl").write_text("")
+    assert "holds no examples" in _rows(tiny_4bit, tmp_path)["data train"].detail
+    short = _rows(tiny_4bit, processed, max_seq_length=16)["data lengths"]
+    assert short.status == "fail" and "no example keeps an answer token" in short.detail
+    assert short.fix.startswith("raise training.max_seq_length to ")
+    assert _rows(tiny_4bit, processed)["data lengths"].status == "pass"  # 2048 holds them all
+
+
+def test_an_unquantized_base_gets_a_quantize_command_with_an_out_folder(tiny_model, processed):
+    row = _rows(tiny_model, processed)["base model"]
+    assert row.status == "warn" and f"--out {tiny_model}-4bit" in row.fix
+
+
+MISTRAL_7B_4BIT = {"model_type": "mistral", "hidden_size": 4096, "num_hidden_layers": 32,
+                   "intermediate_size": 14336, "num_attention_heads": 32,
+                   "num_key_value_heads": 8, "vocab_size": 32000, "torch_dtype": "float16",
+                   "quantization": {"bits": 4, "group_size": 64}}
+
+
+def test_profiles_keep_the_effective_batch_and_estimate_their_own_accumulation(processed,
+                                                                              tmp_path):
+    model = tmp_path / "mistral"  # the memory model needs only config.json
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(MISTRAL_7B_4BIT))
+    cfg = resolve(None, model=str(model), data=str(processed),
+                  training={"batch_size": 8, "grad_accumulation_steps": 1,
+                            "memory_fraction": 12e9 / memory_budget_total()})
+    found, shape = profiles(cfg), read_shape(model)
+    assert all(found.values())
+    for p in found.values():
+        assert p["batch_size"] * p["grad_accumulation_steps"] == 8
+        training = {**cfg["training"], **p}  # the profile's own accumulation: pending gradient
+        total = estimate(shape, {**cfg["lora"], "num_layers": p["num_layers"]}, training)["total"]
+        assert p["estimated_gb"] == round(total / 1e9, 2)
+    assert any(p["grad_accumulation_steps"] > 1 for p in found.values())
+
+
+def test_profiles_never_ask_for_a_batch_larger_than_the_train_split(tiny_4bit, processed,
+                                                                    tmp_path):
+    lines = (processed / "train.jsonl").read_text().splitlines()[:3]
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = resolve(None, model=str(tiny_4bit), data=str(tmp_path), lora={"num_layers": 4},
+                  training={"batch_size": 1, "grad_accumulation_steps": 8})
+    for p in profiles(cfg).values():
+        assert p["batch_size"] <= 3 and p["batch_size"] * p["grad_accumulation_steps"] == 8
+
+
+def _configure(tmp_path, out, answers, *extra):
+    return CliRunner().invoke(main, ["configure", "--out", str(out), *extra],
+                              input="\n".join(answers) + "\n")
+
+
+def test_configure_never_overwrites_silently_and_writes_nothing_when_cut_short(tiny_4bit,
+                                                                            processed,
+                                                                            tmp_path):
+    out = tmp_path / "mine.yaml"
+    out.write_text("keep: me\n")
+    refused = _configure(tmp_path, out, ["n"])
+    assert refused.exit_code == 1 and "already exists; nothing was written" in refused.output
+    assert out.read_text() == "keep: me\n"
+    answers = ["mine", str(tiny_4bit), str(processed), ""]
+    replaced = _configure(tmp_path, out, ["y", *answers])
+    assert replaced.exit_code == 0 and yaml.safe_load(out.read_text())["name"] == "mine"
+    assert _configure(tmp_path, out, answers, "--force").exit_code == 0
+    cut = _configure(tmp_path, tmp_path / "cut.yaml", answers[:2])  # end of input midway
+    assert cut.exit_code == 1 and not list(tmp_path.glob("*cut.yaml*"))
+
+
+def test_configure_asks_again_for_a_custom_value_the_schema_refuses(tiny_4bit, processed,
+                                                                    tmp_path):
+    out = tmp_path / "c.yaml"
+    res = _configure(tmp_path, out, ["c", str(tiny_4bit), str(processed), "custom",
+                                     "0", "2", "0", "1", "8", "64", "2", "n"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("is not in the range x>=") == 3  # 0, 0 and 8 asked again
+    training = yaml.safe_load(out.read_text())["training"]
+    assert training["batch_size"] == 2 and training["max_seq_length"] == 64
+    assert "train with: farol-train run --config" in res.output
+
+
+def _fuse(*args):
+    return CliRunner().invoke(main, ["fuse", *map(str, args)])
+
+
+def test_fuse_refuses_to_replace_its_inputs_and_replaces_out_whole(trained_run, tiny_4bit,
+                                                                  tmp_path):
+    run_dir = trained_run[0].run_dir
+    base = tmp_path / "base"
+    shutil.copytree(tiny_4bit, base)
+    before = {p.name: p.read_bytes() for p in base.iterdir()}
+    res = _fuse("--model", base, "--adapter", run_dir, "--out", base, "--force")
+    assert res.exit_code == 1 and "would replace the model folder" in res.output
+    assert {p.name: p.read_bytes() for p in base.iterdir()} == before
+    out = tmp_path / "fused"
+    out.mkdir()
+    (out / "old.gguf").write_text("stale")  # an earlier export's file
+    res = _fuse("--model", base, "--adapter", run_dir, "--out", out, "--force")
+    assert res.exit_code == 0, res.output
+    assert not (out / "old.gguf").exists() and (out / "model.safetensors").is_file()
+
+
+def test_fuse_with_an_adapter_of_another_model_is_one_clear_line(trained_run, processed,
+                                                                 tmp_path):
+    from farol_core.tiny import create_tiny_model
+    from farol_data import texts
+
+    from tests.conftest import SAMPLE_BIOS, SAMPLE_QA
+
+    other = create_tiny_model(tmp_path / "other", texts([SAMPLE_QA], SAMPLE_BIOS),
+                              shape={"hidden_size": 64, "num_hidden_layers": 2,
+                                     "intermediate_size": 128, "num_attention_heads": 4,
+                                     "num_key_value_heads": 2})
+    res = _fuse("--model", other, "--adapter", trained_run[0].run_dir, "--out", tmp_path / "o")
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "does not fit the model" in res.output and "it was trained on" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_gguf_export_of_another_architecture_is_refused_before_writing(trained_run, tiny_4bit,
+                                                                       tmp_path):
+    qwen = tmp_path / "qwen"
+    shutil.copytree(tiny_4bit, qwen)
+    config = json.loads((qwen / "config.json").read_text())
+    (qwen / "config.json").write_text(json.dumps({**config, "model_type": "qwen2"}))
+    res = CliRunner().invoke(main, ["export", "--model", str(qwen), "--adapter",
+                                    str(trained_run[0].run_dir), "--out", str(tmp_path / "g")])
+    assert res.exit_code == 1 and "GGUF export supports llama, mistral" in res.output
+    assert not (tmp_path / "g").exists()

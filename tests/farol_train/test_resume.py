@@ -151,6 +151,25 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(reference, tmp_p
     assert ckpt.load_latest(run_dir).state == model_state
 
 
+def test_a_full_disk_while_saving_the_best_adapter_is_a_clear_error(reference, tmp_path):
+    from farol_core.model import load_model
+    from farol_train.lora import apply_lora
+
+    model, _ = load_model(reference[1]["model"])
+    adapter_config = apply_lora(model, {**reference[1]["lora"], "dropout": 0.0, "scale": 20.0,
+                                        "keys": None})
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000, hard))  # the adapter file cannot fit
+    try:  # a raw RuntimeError from mlx before, leaving its temporary file behind
+        with pytest.raises(FarolError, match="could not save the adapter in .*adapters"):
+            ckpt.save_best(model, tmp_path, adapter_config, 3, 1.0)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+    assert list((tmp_path / ckpt.BEST_DIR).iterdir()) == []
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
 def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_0(sig, tiny_4bit, processed, tmp_path):
     config_path = tmp_path / "run.json"

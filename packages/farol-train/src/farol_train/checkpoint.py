@@ -43,12 +43,19 @@ class Checkpoint:
 
 
 def save_adapter(model, folder: Path, adapter_config: dict) -> Path:
-    """Write the trainable weights and mlx-lm's adapter_config.json into `folder`, atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write the trainable weights and mlx-lm's adapter_config.json into `folder`, atomically;
+    a failed write (a full disk) removes its temporary file and raises FarolError."""
     tmp = folder / f".{ADAPTER_FILE}.tmp.safetensors"
-    _save_arrays(tmp, dict(tree_flatten(model.trainable_parameters())))
-    os.replace(tmp, folder / ADAPTER_FILE)
-    write_json(folder / ADAPTER_CONFIG, adapter_config)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _save_arrays(tmp, dict(tree_flatten(model.trainable_parameters())))
+        os.replace(tmp, folder / ADAPTER_FILE)
+        write_json(folder / ADAPTER_CONFIG, adapter_config)
+    except (OSError, RuntimeError) as e:  # mlx reports a failed write as RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise FarolError(f"could not save the adapter in {folder}: {e}",
+                         hint="free disk space; the run's checkpoints are intact and the "
+                              "same command resumes from the newest") from None
     return folder / ADAPTER_FILE
 
 
@@ -166,4 +173,9 @@ def save_best(model, run_dir: Path, adapter_config: dict, step: int, val_loss: f
     """Copy the current adapter to runs/<name>/adapters/ with the step and loss it scored."""
     folder = Path(run_dir) / BEST_DIR
     save_adapter(model, folder, adapter_config)
-    write_json(folder / "best.json", {"step": step, "val_loss": val_loss})
+    try:
+        write_json(folder / "best.json", {"step": step, "val_loss": val_loss})
+    except OSError as e:
+        raise FarolError(f"could not save {folder / 'best.json'}: {e}",
+                         hint="free disk space; the same command resumes from the newest "
+                              "checkpoint") from None

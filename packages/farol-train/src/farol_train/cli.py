@@ -141,10 +141,16 @@ def calibrate_cmd(grid_name, write, out, recorded, backend_name, dtype, progress
 
 
 @main.command("configure")
-@click.option("--out", type=click.Path(), default=None, help="Config file to write (YAML).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Config file to write (YAML).")
+@click.option("--force", is_flag=True, help="Replace OUT without asking if it exists.")
 @exit_on_error
-def configure_cmd(out):
-    """Interactive wizard: pick a profile (or custom values) and write a run config."""
+def configure_cmd(out, force):
+    """Interactive wizard: pick a profile (or custom values) and write a run config.
+
+    Nothing is written until the last answer; Ctrl+C or end of input leaves no file."""
+    if out:  # asked first, so a refusal does not come after every other answer
+        _may_write(Path(out), force)
     cfg = resolve(None)
     cfg["name"] = click.prompt("run name", default=cfg["name"])
     cfg["model"] = click.prompt("base model folder", default=cfg["model"])
@@ -157,9 +163,27 @@ def configure_cmd(out):
     choice = click.prompt("profile", type=click.Choice(choices), default=default)
     profile = found.get(choice) or _custom(found[default] if default != "custom" else None, cfg)
     cfg = resolve(apply_profile(cfg, profile))  # validated against the schema
-    path = Path(out or click.prompt("write config to", default=f"configs/{cfg['name']}.yaml"))
+    path = Path(out) if out else \
+        _may_write(Path(click.prompt("write config to", default=f"configs/{cfg['name']}.yaml")))
     atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False))
-    click.echo(f"wrote {path}; train with: invoke train --config {path}")
+    # farol-train reads the config's relative paths from the current folder, as typed here;
+    # `invoke train` would read them from the repo root.
+    click.echo(f"wrote {path}; train with: farol-train run --config {path}")
+
+
+def _may_write(path: Path, force: bool = False) -> Path:
+    """`path` when it is new, --force is given or the user agrees to replace it."""
+    if path.exists() and not force and not click.confirm(f"{path} exists; replace it?",
+                                                         default=False):
+        raise FarolError(f"{path} already exists; nothing was written",
+                         hint="pick another --out, or pass --force to replace it")
+    return path
+
+
+# The smallest value the train schema accepts for each custom setting: a lower answer is asked
+# again at once instead of failing validation after the last question.
+CUSTOM_MIN = {"batch_size": 1, "grad_accumulation_steps": 1, "max_seq_length": 16,
+              "num_layers": 1}
 
 
 def _custom(start: dict | None, cfg: dict) -> dict:
@@ -168,9 +192,10 @@ def _custom(start: dict | None, cfg: dict) -> dict:
                       "max_seq_length": cfg["training"]["max_seq_length"],
                       "num_layers": cfg["lora"]["num_layers"],
                       "grad_checkpoint": cfg["training"]["grad_checkpoint"]}
-    keys = ("batch_size", "grad_accumulation_steps", "max_seq_length", "num_layers",
-            "grad_checkpoint")
-    return {key: click.prompt(key, default=start[key], type=type(start[key])) for key in keys}
+    answers = {key: click.prompt(key, default=start[key], type=click.IntRange(min=low))
+               for key, low in CUSTOM_MIN.items()}
+    answers["grad_checkpoint"] = click.confirm("grad_checkpoint", default=start["grad_checkpoint"])
+    return answers
 
 
 @main.command("fuse")

@@ -1,8 +1,11 @@
 """Merge a trained adapter into its base model, and export the result as GGUF, through mlx-lm."""
 
+import json
 from pathlib import Path
 
 from farol_core.errors import FarolError
+from farol_core.io import staged_dir
+from farol_core.model import apply_adapter, check_adapter_dir, check_model_dir
 from mlx.utils import tree_flatten, tree_unflatten
 from mlx_lm.gguf import convert_to_gguf
 from mlx_lm.utils import dequantize_model, load, save
@@ -14,17 +17,12 @@ def fuse(model: str | Path, adapter: str | Path, out: str | Path, dequantize: bo
          gguf: str | None = None, force: bool = False) -> Path:
     """Write base + adapter as one MLX model folder `out`; with `gguf`, also `out/<gguf>`.
 
-    GGUF holds float weights only, so exporting it dequantizes the model first.
+    GGUF holds float weights only, so exporting it dequantizes the model first. `out` appears
+    whole or not at all, and with `force` replaces the old folder entirely (no stale files).
     """
     out, adapter = Path(out), Path(adapter)
-    if out.exists() and not force:
-        raise FarolError(f"{out} already exists", hint="pick another --out or pass --force")
-    if not (adapter / "adapters.safetensors").is_file():
-        raise FarolError(f"no adapter in {adapter}",
-                         hint="point --adapter at runs/<name> (or runs/<name>/adapters)")
-    if not (Path(model) / "config.json").is_file():
-        raise FarolError(f"Model not found: {model}")
-    net, tokenizer, config = load(str(model), adapter_path=str(adapter), return_config=True)
+    _check_inputs(Path(model), adapter, out, gguf, force)
+    net, tokenizer, config = _load(Path(model), adapter)
     fused = [(n, m.fuse(dequantize=dequantize or bool(gguf)))
              for n, m in net.named_modules() if hasattr(m, "fuse")]
     net.update_modules(tree_unflatten(fused))
@@ -32,10 +30,42 @@ def fuse(model: str | Path, adapter: str | Path, out: str | Path, dequantize: bo
         net = dequantize_model(net)
         config.pop("quantization", None)
         config.pop("quantization_config", None)
-    save(out, str(model), net, tokenizer, config, donate_model=False)
-    if gguf:
-        export_gguf(out, net, config, out / gguf)
+    with staged_dir(out, force) as target:
+        save(target, str(model), net, tokenizer, config, donate_model=False)
+        if gguf:
+            export_gguf(target, net, config, target / gguf)
     return out
+
+
+def _check_inputs(model: Path, adapter: Path, out: Path, gguf: str | None, force: bool) -> None:
+    """Every refusal before the (slow) load, so a refused run has written nothing."""
+    if out.exists() and not force:
+        raise FarolError(f"{out} already exists", hint="pick another --out or pass --force")
+    if not (adapter / "adapters.safetensors").is_file():
+        raise FarolError(f"no adapter in {adapter}",
+                         hint="point --adapter at runs/<name> (or runs/<name>/adapters)")
+    check_adapter_dir(adapter)
+    check_model_dir(model)
+    # --force replaces OUT whole: pointed at the base or the run, it would delete them.
+    for name, source in (("model", model), ("adapter", adapter)):
+        if out.resolve() == source.resolve() or out.resolve() in source.resolve().parents:
+            raise FarolError(f"--out {out} would replace the {name} folder {source}",
+                             hint="write the fused model to a new folder")
+    model_type = json.loads((model / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if gguf and model_type not in GGUF_ARCHITECTURES:
+        raise FarolError(f"GGUF export supports {', '.join(GGUF_ARCHITECTURES)} models, "
+                         f"not {model_type}", hint="use `farol-train fuse` for an MLX model")
+
+
+def _load(model: Path, adapter: Path):
+    """(model, tokenizer, config) with the adapter applied; a broken base or an adapter trained
+    on another model is a one-line FarolError (farol_core.model.apply_adapter)."""
+    try:
+        net, tokenizer, config = load(str(model), return_config=True)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+        raise FarolError(f"Could not load {model}: {e}") from None
+    apply_adapter(net, adapter, model)
+    return net, tokenizer, config
 
 
 def export_gguf(folder: Path, net, config: dict, path: Path) -> Path:

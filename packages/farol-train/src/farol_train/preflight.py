@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from farol_train.calibrate import suggested_grid
+from farol_train.data_order import trained_tokens
 from farol_train.memory import CALIBRATION_STATUS, Shape, estimate, load_calibration, read_shape
 from farol_train.packing import real_token_share
 
@@ -68,7 +69,11 @@ def run_checks(cfg: dict) -> list[Check]:
         shape = read_shape(Path(cfg["model"]))
         checks += [check_memory_model(shape=shape), check_memory(cfg)]
         if all(c.status != "fail" for c in checks if c.name == "data train"):
-            checks.append(check_packing(cfg))
+            t = cfg["training"]
+            examples = load_split(Path(cfg["data"]) / "train.jsonl",
+                                  load_tokenizer(cfg["model"]), t["mask_prompt"])
+            checks += [check_lengths(examples, t["max_seq_length"]),
+                       check_packing(cfg, examples)]
     return checks
 
 
@@ -178,10 +183,19 @@ def check_data(cfg: dict) -> list[Check]:
         except FarolError as e:
             out.append(Check(f"data {split}", "fail", e.message, "fix the line or re-run prepare"))
             continue
-        small = split == "train" and n < cfg["training"]["batch_size"]
-        out.append(Check(f"data {split}", "fail" if small else "pass", f"{n} examples",
-                         "lower training.batch_size or add data" if small else ""))
+        out.append(_count_check(split, path, n, cfg["training"]["batch_size"]))
     return out
+
+
+def _count_check(split: str, path: Path, n: int, batch_size: int) -> Check:
+    # Training refuses an empty train or valid split, and a train split smaller than a batch.
+    if n == 0:
+        return Check(f"data {split}", "fail" if split != "test" else "warn",
+                     f"{path} holds no examples", "run `invoke prepare` (farol-data prepare)")
+    if split == "train" and n < batch_size:
+        return Check(f"data {split}", "fail", f"{n} examples, fewer than batch_size {batch_size}",
+                     "lower training.batch_size or add data")
+    return Check(f"data {split}", "pass", f"{n} examples")
 
 
 def check_model(model: Path, lora_layers: int) -> Check:
@@ -197,16 +211,31 @@ def check_model(model: Path, lora_layers: int) -> Check:
         return Check("base model", "fail", f"{detail}; {shape.layers} layers",
                      f"set lora.num_layers to at most {shape.layers}")
     if not shape.bits:
-        return Check("base model", "warn", detail,
-                     f"QLoRA expects a quantized base: invoke quantize --model {model}")
+        # Without --out, `invoke quantize` writes to the tiny model's folder, not beside this one.
+        return Check("base model", "warn", detail, "QLoRA expects a quantized base: invoke "
+                     f"quantize --model {model} --out {model}-4bit, then use that folder")
     return Check("base model", "pass", detail)
 
 
-def check_packing(cfg: dict) -> Check:
+def check_lengths(examples: list, max_seq_length: int) -> Check:
+    """Train examples cut at max_seq_length; a fail when none keeps an answer token, which
+    the run refuses before its first step (data_order.answerable)."""
+    longest = max(len(tokens) for tokens, _ in examples)
+    cut = sum(len(tokens) > max_seq_length for tokens, _ in examples)
+    empty = sum(trained_tokens(e, max_seq_length) == 0 for e in examples)
+    detail = f"longest train example {longest} tokens, max_seq_length {max_seq_length}"
+    fix = f"raise training.max_seq_length to {longest} to keep every example whole"
+    if empty == len(examples):
+        return Check("data lengths", "fail", f"{detail}: no example keeps an answer token", fix)
+    if cut:
+        return Check("data lengths", "warn", f"{detail}: {cut} of {len(examples)} are cut, "
+                     f"{empty} keep no answer token", fix)
+    return Check("data lengths", "pass", detail)
+
+
+def check_packing(cfg: dict, examples: list) -> Check:
     """How much of each step is padding, with and without sequence packing, on this data."""
     t = cfg["training"]
-    examples = load_split(Path(cfg["data"]) / "train.jsonl", load_tokenizer(cfg["model"]),
-                          t["mask_prompt"])
     share = real_token_share(examples, t["batch_size"], t["max_seq_length"])
     bound = share["packed"] / share["unpacked"]
     detail = (f"real tokens fill {share['unpacked']:.0%} of padded batches and "
@@ -254,26 +283,38 @@ def check_memory(cfg: dict) -> Check:
 def profiles(cfg: dict) -> dict[str, dict | None]:
     """SAFE / BALANCED / PERFORMANCE settings for this model and machine (None: nothing fits)."""
     shape, budget, kind = read_shape(Path(cfg["model"])), memory_budget(cfg), backend()
-    effective = cfg["training"]["batch_size"] * cfg["training"]["grad_accumulation_steps"]
-    found = {}
+    found, candidates = {}, _candidates(cfg, shape.layers)
     for name, fraction in PROFILES.items():
-        fits = [c for c in _candidates(cfg, shape.layers)
+        fits = [dict(c) for c in candidates
                 if (name != "SAFE" or c["grad_checkpoint"])
                 and _peak(shape, cfg, c, kind) <= fraction * budget]
         best = max(fits, key=_preference, default=None)
         if best is not None:
-            best["grad_accumulation_steps"] = max(1, effective // best["batch_size"])
             best["estimated_gb"] = round(_peak(shape, cfg, best, kind) / GB, 2)
         found[name] = best
     return found
 
 
 def _candidates(cfg: dict, model_layers: int) -> list[dict]:
+    # Batches divide the configured effective batch, so accumulation keeps it exactly (the
+    # learning rate was tuned for it), and hold no more than the train split has.
+    effective = cfg["training"]["batch_size"] * cfg["training"]["grad_accumulation_steps"]
+    most = _train_count(Path(cfg["data"])) or effective
+    batches = [b for b in (1, 2, 4, 8) if effective % b == 0 and b <= max(most, 1)]
     seq_max = cfg["training"]["max_seq_length"]
     seqs = sorted({s for s in (256, 512, 1024, 2048) if s < seq_max} | {seq_max})
     layers = sorted({n for n in (4, 8, 16, 32) if n < model_layers} | {model_layers})
-    return [{"batch_size": b, "max_seq_length": s, "num_layers": n, "grad_checkpoint": g}
-            for b in (1, 2, 4, 8) for s in seqs for n in layers for g in (True, False)]
+    return [{"batch_size": b, "grad_accumulation_steps": effective // b, "max_seq_length": s,
+             "num_layers": n, "grad_checkpoint": g}
+            for b in batches for s in seqs for n in layers for g in (True, False)]
+
+
+def _train_count(data: Path) -> int | None:
+    """Examples in the train split, or None when it cannot be read (the wizard may run first)."""
+    try:
+        return len(read_messages(data / "train.jsonl"))
+    except (FarolError, OSError):
+        return None
 
 
 def _preference(c: dict) -> tuple:
@@ -285,8 +326,9 @@ def _preference(c: dict) -> tuple:
 
 def _peak(shape, cfg: dict, c: dict, kind: str) -> int:
     lora = {**cfg["lora"], "num_layers": c["num_layers"]}
-    training = {**cfg["training"], **{k: c[k] for k in ("batch_size", "max_seq_length",
-                                                        "grad_checkpoint")}}
+    # The accumulation counts too: a pending gradient is one more copy of the LoRA state.
+    training = {**cfg["training"], **{k: c[k] for k in ("batch_size", "grad_accumulation_steps",
+                                                        "max_seq_length", "grad_checkpoint")}}
     return estimate(shape, lora, training, kind)["total"]
 
 
