@@ -1,6 +1,7 @@
 """Answer metrics against cases computed by hand."""
 
 import math
+import unicodedata
 
 import pytest
 from farol_eval.metrics import (
@@ -70,3 +71,19 @@ def test_answer_length_counts_written_words():
 def test_identical_text_scores_one(text):
     s = score(text, text)
     assert s["exact_match"] == s["token_f1"] == s["rouge_l"] == 1.0
+
+
+def test_composed_and_decomposed_accents_are_the_same_word():
+    # "São" typed as "a" + combining tilde (NFD, as macOS and some editors write it)
+    decomposed = unicodedata.normalize("NFD", "São João")
+    assert exact_match(decomposed, "São João") == 1.0
+    assert token_f1(decomposed, "São João") == 1.0
+
+
+def test_crase_is_a_contraction_and_folding_only_merges_accents():
+    # "à"/"às" (a + a) are dropped with folding off too, so folding changes nothing else
+    assert normalize("Foi à praia às duas") == "foi praia duas"
+    assert normalize("Foi à praia às duas", accent_folding=True) == "foi praia duas"
+    # "nós" (we) and "dá" (gives) are words, not the contractions "nos" and "da"
+    assert normalize("Nós dá", accent_folding=True) == "nos da"
+    assert exact_match("\u0301 Faro", "Faro", accent_folding=True) == 1.0

@@ -105,3 +105,24 @@ def test_ctrl_c_exits_cleanly(tmp_path):
         if proc.poll() is None:
             proc.kill()
         reader.join(timeout=5)
+
+
+def test_a_nan_loss_is_flagged_not_a_crash(tmp_path):
+    assert sparkline([1.0, float("nan"), 3.0]) == "▁!█"
+    assert sparkline([float("nan")]) == "!"
+    row = {"step": 10, "epoch": 0.5, "train_loss": float("nan"), "val_loss": None,
+           "learning_rate": 1e-3, "tokens_per_second": 500.0, "iterations_per_second": 2.0,
+           "trained_tokens": 2000, "peak_memory_gb": 0.05, "wall_time_s": 5.0}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+    console = _console()
+    monitor(tmp_path, max_updates=1, console=console)
+    assert "nan nats/token" in console.file.getvalue()
+
+
+def test_val_loss_says_which_step_it_is_from(trained_run):
+    result, _ = trained_run
+    rows = read_metrics(result.run_dir)
+    step = [r["step"] for r in rows if r["val_loss"] is not None][-1]
+    console = _console()
+    monitor(result.run_dir, max_updates=1, console=console)
+    assert f"nats/token (step {step})" in console.file.getvalue()

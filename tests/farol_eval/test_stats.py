@@ -52,3 +52,22 @@ def test_loss_comparison_is_token_weighted_and_paired():
     assert np.isclose(out["tuned"]["mean"], 18 / 16)  # the 1-token example weighs 1/16
     assert np.isclose(out["gain"]["mean"], 18 / 16 - 2)
     assert out["gain"]["low"] <= out["gain"]["mean"] <= out["gain"]["high"] <= 1.0
+
+
+def test_one_question_has_no_interval_two_have_a_real_one():
+    # one question: every resample is that question, so a bootstrap "interval" would be a
+    # point; it must say there is none instead of claiming certainty
+    one = compare({"base": _rows([0.0]), "tuned": _rows([1.0])}, 1000, 0, 0.95)
+    assert one["token_f1"]["gain"] == {"mean": 1.0, "low": None, "high": None}
+    assert one["token_f1"]["base"]["low"] is None
+    two = compare({"base": _rows([0.0, 0.0]), "tuned": _rows([0.0, 1.0])}, 1000, 0, 0.95)
+    assert two["token_f1"]["gain"]["low"] == 0.0 and two["token_f1"]["gain"]["high"] == 1.0
+
+
+def test_loss_of_a_single_example_has_no_interval():
+    from farol_eval.stats import compare_losses
+
+    one = {"sums": np.array([6.0]), "counts": np.array([3])}
+    out = compare_losses({"base": one, "tuned": one}, 100, 0, 0.95)
+    assert out["base"] == {"mean": 2.0, "low": None, "high": None}
+    assert out["gain"]["low"] is None and out["gain"]["high"] is None

@@ -60,7 +60,7 @@ def run_cmd(run_dir, model, adapter_path, base_only, data, questions, samples, m
 @exit_on_error
 def plot_cmd(run, out):
     """PNG charts from a run's metrics.jsonl and eval report."""
-    for path in plot(run_path(run), out):
+    for path in plot(run_path(run), out, log=lambda m: click.echo(m, err=True)):
         click.echo(str(path))
 
 

@@ -9,8 +9,10 @@ import unicodedata
 from collections import Counter
 
 # Articles and article contractions carry no content, so they must not earn or cost credit.
+# "à" and "às" (a + a) belong here too: without them, accent folding alone would drop them.
 STOPWORDS = frozenset({"o", "a", "os", "as", "um", "uma", "uns", "umas",
-                       "do", "da", "dos", "das", "no", "na", "nos", "nas", "ao", "aos"})
+                       "do", "da", "dos", "das", "no", "na", "nos", "nas", "ao", "aos",
+                       "à", "às"})
 _SPACES = re.compile(r"\s+")
 
 
@@ -21,13 +23,16 @@ def fold_accents(text: str) -> str:
 
 
 def normalize(text: str, accent_folding: bool = False) -> str:
-    """Lowercase, optionally fold accents, turn punctuation into spaces, drop articles and
-    their contractions, and collapse whitespace."""
-    text = text.lower()
-    if accent_folding:
-        text = fold_accents(text)
+    """NFC, lowercase, turn punctuation into spaces, drop articles and their contractions,
+    optionally fold accents, and collapse whitespace."""
+    # NFC first: "ã" typed as one character or as "a" + combining tilde is the same word.
+    text = unicodedata.normalize("NFC", text).lower()
     text = "".join(" " if unicodedata.category(c)[0] in "PS" else c for c in text)
-    return " ".join(w for w in _SPACES.split(text) if w and w not in STOPWORDS)
+    kept = [w for w in _SPACES.split(text) if w and w not in STOPWORDS]
+    # Folding after the articles are dropped, so it only merges accents: "nós" (we) and
+    # "dá" (gives) stay words instead of becoming the contractions "nos" and "da".
+    folded = [fold_accents(w) if accent_folding else w for w in kept]
+    return " ".join(w for w in folded if w)  # a lone combining mark folds to nothing
 
 
 def words(text: str, accent_folding: bool = False) -> list[str]:

@@ -1,5 +1,6 @@
 """A live terminal view of a training run, following its metrics.jsonl with rich."""
 
+import math
 import time
 from pathlib import Path
 
@@ -15,13 +16,16 @@ BLOCKS = "▁▂▃▄▅▆▇█"
 
 
 def sparkline(values: list[float], width: int = 48) -> str:
-    """The last `width` values as block characters, lowest to highest."""
+    """The last `width` values as block characters, lowest to highest; a NaN or infinite
+    value is drawn as "!" (it must show, and it has no place on the scale)."""
     values = values[-width:]
-    if not values:
-        return ""
-    lo, hi = min(values), max(values)
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "!" * len(values)
+    lo, hi = min(finite), max(finite)
     span = (hi - lo) or 1.0
-    return "".join(BLOCKS[round((v - lo) / span * (len(BLOCKS) - 1))] for v in values)
+    return "".join(BLOCKS[round((v - lo) / span * (len(BLOCKS) - 1))]
+                   if math.isfinite(v) else "!" for v in values)
 
 
 def eta_seconds(row: dict, total: int | None) -> float | None:
@@ -59,12 +63,14 @@ def render(snap: dict):
     if not snap["rows"]:
         return Panel(Text("waiting for the first report in metrics.jsonl ..."), title=title)
     rows, last, total = snap["rows"], snap["rows"][-1], snap["total"]
-    _, vals = series(rows, "val_loss")
+    val_steps, vals = series(rows, "val_loss")
     table = Table.grid(padding=(0, 2))
     for label, value in (
         ("step", f"{last['step']} / {total or '?'}  (epoch {last['epoch']:.2f})"),
         ("train loss", f"{last['train_loss']:.4f} nats/token"),
-        ("val loss", f"{vals[-1]:.4f} nats/token" if vals else "not measured yet"),
+        # validation runs less often than reports: say which step the value is from
+        ("val loss", f"{vals[-1]:.4f} nats/token (step {val_steps[-1]})" if vals
+         else "not measured yet"),
         ("learning rate", f"{last['learning_rate']:.3g}"),
         ("speed", f"{last['tokens_per_second']:.0f} tokens/s, "
                   f"{last['iterations_per_second']:.2f} it/s"),

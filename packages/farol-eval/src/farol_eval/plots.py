@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only: no display, works on servers and in tests
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from farol_core.errors import FarolError  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from farol_eval.report import LABELS  # noqa: E402
 from farol_eval.runlog import read_metrics, series  # noqa: E402
@@ -19,23 +20,49 @@ LOSS = "loss (nats per token)"
 SCORE_METRICS = ("exact_match", "token_f1", "rouge_l")
 
 
-def plot(run_dir: str | Path, out: str | Path | None = None, window: int = 5) -> list[Path]:
-    """Write every chart the run's files allow into `out` (default runs/<name>/eval/plots)."""
+def plot(run_dir: str | Path, out: str | Path | None = None, window: int = 5,
+         log=print) -> list[Path]:
+    """Write every chart the run's files allow into `out` (default runs/<name>/eval/plots);
+    `log` says which charts were skipped and why."""
     run_dir = Path(run_dir)
     rows = read_metrics(run_dir)
     if not rows:
         raise FarolError(f"No metrics in {run_dir / 'metrics.jsonl'}", hint="run `invoke train`")
     out = Path(out) if out else run_dir / "eval" / "plots"
     out.mkdir(parents=True, exist_ok=True)
+    bad = sum(not _finite(r.get("train_loss")) for r in rows)
+    if bad:  # left out rather than let one NaN blank the means, EMA and volatility after it
+        log(f"warning: {bad} report(s) with a non-finite train loss left out of analysis.png")
     paths = [dashboard(rows, out / "dashboard.png"), analysis(rows, out / "analysis.png", window)]
-    report_path = run_dir / "eval" / "report.json"
-    if report_path.is_file():
-        report = json.loads(report_path.read_text())
-        if report["generation"]["summary"]:
-            paths.append(base_vs_tuned(report, out / "base_vs_tuned.png"))
-        if (report.get("checkpoints") or {}).get("points"):
-            paths.append(checkpoint_curve(report["checkpoints"], out / "checkpoints.png"))
+    return paths + _report_charts(run_dir / "eval" / "report.json", out, log)
+
+
+def _report_charts(report_path: Path, out: Path, log) -> list[Path]:
+    """The charts drawn from the eval report, each skipped with a note when it has no data."""
+    if not report_path.is_file():
+        log(f"skipped base_vs_tuned.png and checkpoints.png: no {report_path} "
+            "(run `invoke eval` first)")
+        return []
+    report, paths = json.loads(report_path.read_text()), []
+    if report["generation"]["summary"]:
+        paths.append(base_vs_tuned(report, out / "base_vs_tuned.png"))
+    else:
+        log("skipped base_vs_tuned.png: the eval report has no answered test questions")
+    if (report.get("checkpoints") or {}).get("points"):
+        paths.append(checkpoint_curve(report["checkpoints"], out / "checkpoints.png"))
+    else:
+        log("skipped checkpoints.png: the eval report has no checkpoint curve")
     return paths
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _steps_axis(a) -> None:
+    """Label the x axis as optimizer steps, on whole numbers only (never "step 9.6")."""
+    a.set_xlabel(STEP)
+    a.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def _save(fig, path: Path) -> Path:
@@ -48,8 +75,11 @@ def _save(fig, path: Path) -> Path:
 def dashboard(rows: list[dict], path: Path) -> Path:
     """Train and validation loss, learning rate, tokens/s and peak memory over steps."""
     fig, ax = plt.subplots(2, 2, figsize=(11, 7))
-    ax[0, 0].plot(*series(rows, "train_loss"), label="train")
-    ax[0, 0].plot(*series(rows, "val_loss"), "o-", label="validation")
+    # ".-": a run with a single report is a dot, where a bare line would draw nothing
+    ax[0, 0].plot(*series(rows, "train_loss"), ".-", label="train")
+    val_steps, val = series(rows, "val_loss")
+    ax[0, 0].plot(val_steps, val, "o-",
+                  label="validation" if val_steps else "validation (not measured yet)")
     ax[0, 0].legend()
     for a, key, title, unit in ((ax[0, 0], None, "Loss", LOSS),
                                 (ax[0, 1], "learning_rate", "Learning rate", "learning rate"),
@@ -57,8 +87,9 @@ def dashboard(rows: list[dict], path: Path) -> Path:
                                  "trained tokens per second"),
                                 (ax[1, 1], "peak_memory_gb", "Peak memory", "memory (GB)")):
         if key:
-            a.plot(*series(rows, key))
-        a.set(title=title, xlabel=STEP, ylabel=unit)
+            a.plot(*series(rows, key), ".-")
+        a.set(title=title, ylabel=unit)
+        _steps_axis(a)
         a.ticklabel_format(axis="y", useOffset=False)  # flat series otherwise get "1e-6+4.8e-2"
     return _save(fig, path)
 
@@ -77,9 +108,10 @@ def ema(values: list[float], window: int) -> list[float]:
 
 
 def per_epoch(rows: list[dict]) -> tuple[list[int], list[float]]:
-    """Mean reported train loss per epoch; a row at epoch 1.3 belongs to epoch 2."""
+    """Mean reported train loss per epoch; a row at epoch 1.3 belongs to epoch 2. Rows with
+    a non-finite loss are left out."""
     groups: dict[int, list[float]] = {}
-    for r in rows:
+    for r in (r for r in rows if _finite(r.get("train_loss"))):
         groups.setdefault(max(1, math.ceil(r["epoch"])), []).append(r["train_loss"])
     epochs = sorted(groups)
     return epochs, [float(np.mean(groups[e])) for e in epochs]
@@ -87,22 +119,25 @@ def per_epoch(rows: list[dict]) -> tuple[list[int], list[float]]:
 
 def analysis(rows: list[dict], path: Path, window: int = 5) -> Path:
     """Loss per epoch, rolling volatility, smoothed curve and the distribution of losses."""
-    steps, loss = series(rows, "train_loss")
+    steps, loss = series([r for r in rows if _finite(r.get("train_loss"))], "train_loss")
     fig, ax = plt.subplots(2, 2, figsize=(11, 7))
     epochs, means = per_epoch(rows)
     ax[0, 0].plot(epochs, means, "o-")
     ax[0, 0].set_xticks(epochs)
     ax[0, 0].set(title="Mean train loss per epoch", xlabel="epoch", ylabel=LOSS)
-    ax[0, 1].plot(steps, rolling(loss, window, np.std))
-    ax[0, 1].set(title=f"Rolling volatility (std over {window} reports)", xlabel=STEP,
+    ax[0, 1].plot(steps, rolling(loss, window, np.std), ".-")
+    ax[0, 1].set(title=f"Rolling volatility (std over {window} reports)",
                  ylabel="std of loss (nats per token)")
-    ax[1, 0].plot(steps, loss, alpha=0.35, label="reported")
-    ax[1, 0].plot(steps, ema(loss, window), label=f"EMA, span {window}")
+    ax[1, 0].plot(steps, loss, ".-", alpha=0.35, label="reported")
+    ax[1, 0].plot(steps, ema(loss, window), ".-", label=f"EMA, span {window}")
     ax[1, 0].legend()
-    ax[1, 0].set(title="Smoothed train loss", xlabel=STEP, ylabel=LOSS)
+    ax[1, 0].set(title="Smoothed train loss", ylabel=LOSS)
+    for a in (ax[0, 1], ax[1, 0]):
+        _steps_axis(a)
     ax[1, 1].hist(loss, bins=min(20, max(5, len(loss) // 2)))
     ax[1, 1].set(title="Distribution of reported train loss", xlabel=LOSS,
                  ylabel="reports (count)")
+    ax[1, 1].yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     return _save(fig, path)
 
 
@@ -116,8 +151,7 @@ def base_vs_tuned(report: dict, path: Path) -> Path:
     for i, name in enumerate(names):
         cells = [summary[m][name] for m in SCORE_METRICS]
         means = np.array([c["mean"] for c in cells])
-        err = [[m - c["low"] for m, c in zip(means, cells, strict=True)],
-               [c["high"] - m for m, c in zip(means, cells, strict=True)]]
+        err = _whiskers(means, cells)
         bars = a.bar(x + (i - (len(names) - 1) / 2) * width, means, width, yerr=err, capsize=4,
                      label=name)
         a.bar_label(bars, fmt="%.3f", padding=2)
@@ -130,11 +164,20 @@ def base_vs_tuned(report: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _whiskers(values, cells: list[dict]) -> list[list[float]] | None:
+    """yerr for bars at `values`; None (no whiskers) when a bound is missing, as with a
+    single question, rather than a zero-length whisker that would read as certainty."""
+    if any(c["low"] is None for c in cells):
+        return None
+    return [[v - c["low"] for v, c in zip(values, cells, strict=True)],
+            [c["high"] - v for v, c in zip(values, cells, strict=True)]]
+
+
 def _loss_bars(a, splits: dict, names: list[str]) -> None:
     x, width = np.arange(len(splits)), 0.8 / len(names)
     for i, name in enumerate(names):
         cells = [splits[s][name] for s in splits]
-        err = [[c["loss"] - c["low"] for c in cells], [c["high"] - c["loss"] for c in cells]]
+        err = _whiskers([c["loss"] for c in cells], cells)
         bars = a.bar(x + (i - (len(names) - 1) / 2) * width, [c["loss"] for c in cells], width,
                      yerr=err, capsize=4, label=name)
         a.bar_label(bars, fmt="%.3f", padding=2)

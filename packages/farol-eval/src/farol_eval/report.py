@@ -74,6 +74,8 @@ def wins_and_losses(report: dict, top: int = TOP) -> tuple[list[dict], list[dict
 def _fmt(cell: dict | None, digits: int = 3) -> str:
     if cell is None:
         return ""
+    if cell["low"] is None:  # one question or example: no interval can be estimated
+        return f"{cell['mean']:.{digits}f} [no interval: n = 1]"
     return f"{cell['mean']:.{digits}f} [{cell['low']:.{digits}f}, {cell['high']:.{digits}f}]"
 
 
@@ -104,7 +106,12 @@ def _fmt_loss(r: dict | None) -> str:
 
 
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|") or "(empty)"
+    """`text` as one markdown table cell, shown as written: one line, the backslash and the
+    pipe escaped, and "<" and "&" as entities so an answer like "<s>" is not taken as HTML."""
+    text = " ".join(text.split())
+    for char, escaped in (("\\", "\\\\"), ("|", "\\|"), ("&", "&amp;"), ("<", "&lt;")):
+        text = text.replace(char, escaped)
+    return text or "(empty)"
 
 
 def _examples(title: str, questions: list[dict]) -> list[str]:
@@ -155,7 +162,7 @@ def _categories(by_category: dict) -> list[str]:
              "| category | questions | base | tuned | gain |", "|---|---|---|---|---|"]
     for cat, c in sorted(by_category.items()):
         f1 = c["summary"]["token_f1"]
-        lines.append(f"| {cat} | {c['questions']} | {_fmt(f1['base'])} | "
+        lines.append(f"| {_cell(cat)} | {c['questions']} | {_fmt(f1['base'])} | "
                      f"{_fmt(f1.get('tuned'))} | {_fmt(f1.get('gain'))} |")
     return lines + [""]
 

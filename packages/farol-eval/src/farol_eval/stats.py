@@ -12,12 +12,10 @@ def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
 
 
 def interval(values, indices: np.ndarray, confidence: float) -> dict:
-    """Mean of `values` and the percentile bootstrap interval of that mean."""
+    """Mean of `values` and the percentile bootstrap interval of that mean (None bounds for
+    fewer than two values)."""
     values = np.asarray(values, dtype=float)
-    means = values[indices].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return {"mean": float(values.mean()), "low": float(low), "high": float(high)}
+    return _bounds(values.mean(), values[indices].mean(axis=1), confidence, len(values))
 
 
 def compare(scores: dict[str, list[dict]], resamples: int, seed: int,
@@ -37,7 +35,11 @@ def compare(scores: dict[str, list[dict]], resamples: int, seed: int,
     return out
 
 
-def _bounds(estimate: float, boots: np.ndarray, confidence: float) -> dict:
+def _bounds(estimate: float, boots: np.ndarray, confidence: float, n: int) -> dict:
+    # Every resample of a single question is that question: the bootstrap would give a
+    # zero-width interval, a certainty one sample cannot have. No bounds instead.
+    if n < 2:
+        return {"mean": float(estimate), "low": None, "high": None}
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(boots, [tail, 100 - tail])
     return {"mean": float(estimate), "low": float(low), "high": float(high)}
@@ -54,9 +56,9 @@ def compare_losses(per_model: dict[str, dict], resamples: int, seed: int,
     idx = bootstrap_indices(len(counts), resamples, seed)
     tokens = np.maximum(counts[idx].sum(axis=1), 1)
     boots = {n: m["sums"][idx].sum(axis=1) / tokens for n, m in per_model.items()}
-    out = {n: _bounds(m["sums"].sum() / counts.sum(), boots[n], confidence)
+    out = {n: _bounds(m["sums"].sum() / counts.sum(), boots[n], confidence, len(counts))
            for n, m in per_model.items()}
     if {"base", "tuned"} <= per_model.keys():
         out["gain"] = _bounds(out["tuned"]["mean"] - out["base"]["mean"],
-                              boots["tuned"] - boots["base"], confidence)
+                              boots["tuned"] - boots["base"], confidence, len(counts))
     return out
