@@ -23,3 +23,14 @@ def test_serve_with_a_corrupt_model_exits_with_one_line_not_a_traceback(tiny_4bi
                           input="", capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout) == (1, "")
     assert f"error: Could not load {broken}" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ask_with_a_blank_question_is_an_error_line(tiny_4bit):
+    # The bridge answers a blank prompt with bad_request; farol-ask must not generate from it.
+    import json
+
+    proc = subprocess.run([str(BIN / "farol-ask"), "   ", "--model", str(tiny_4bit)],
+                          capture_output=True, text=True, timeout=120)
+    reply = json.loads(proc.stdout)
+    assert proc.returncode == 1 and reply["status"] == "error"
+    assert reply["error"] == "the question is empty"

@@ -53,3 +53,15 @@ def test_staged_dir_replaces_whole_or_not_at_all(tmp_path):
         (work / "new.txt").write_text("new")
     assert [p.name for p in out.iterdir()] == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging left behind
+
+
+def test_exponent_numbers_read_as_numbers_in_yaml_and_in_a_saved_config_json(tmp_path):
+    # A run's config.json holds 1e-05 (Python's spelling of 1.0e-5); YAML 1.1 would read that,
+    # and a hand-typed `5e-5`, as text, and the run could never resume.
+    import json
+
+    saved = load_config("train", {"training": {"learning_rate": 1.0e-5}})
+    (tmp_path / "config.json").write_text(json.dumps(saved), encoding="utf-8")
+    assert load_config("train", tmp_path / "config.json")["training"]["learning_rate"] == 1e-5
+    (tmp_path / "run.yaml").write_text("training:\n  learning_rate: 5e-5\n", encoding="utf-8")
+    assert load_config("train", tmp_path / "run.yaml")["training"]["learning_rate"] == 5e-5

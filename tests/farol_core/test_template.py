@@ -26,3 +26,12 @@ def test_installed_template_is_what_mlx_lm_uses(tiny_model):
     messages = [{"role": "user", "content": "Olá"}]
     via_mlx_lm = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert via_mlx_lm == template.render(tok, messages, add_generation_prompt=True)
+
+
+def test_a_plain_text_record_trains_everything_after_bos(tiny_model):
+    # farol-data turns {"text": ...} into a lone assistant message: no question to mask.
+    _, tok = load_model(tiny_model)
+    tokens, offset = template.encode_for_training(
+        tok, [{"role": "assistant", "content": "O Farense joga em Faro."}])
+    assert offset == 1 and tokens[0] == tok.bos_token_id
+    assert tok.decode(tokens[offset:]).strip() == "O Farense joga em Faro.</s>"

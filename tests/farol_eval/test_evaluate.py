@@ -1,6 +1,7 @@
 """farol-eval on the short run: base against tuned on the same questions, honestly computed."""
 
 import csv
+import io
 import json
 import math
 import shutil
@@ -185,3 +186,67 @@ def test_a_corrupt_checkpoint_is_left_out_of_the_curve_with_a_warning(trained_ru
     assert [p["step"] for p in found["points"]] == [15] and found["best"]["step"] == 15
     assert logs[-1].startswith("warning: skipping checkpoint step-0000030: Could not load the "
                                "adapter")
+
+
+def _tiny_report(answers: dict, refs: list[str], categories: list[str]) -> dict:
+    """A report built from known answers and per-example losses, no model involved."""
+    from farol_core.config import load_config
+    from farol_eval.evaluate import build_report
+
+    records = [{"id": f"t:{i}", "category": c, "messages": [
+        {"role": "user", "content": f"pergunta {i}?"}, {"role": "assistant", "content": r}]}
+        for i, (r, c) in enumerate(zip(refs, categories, strict=True))]
+    counts = np.full(len(refs), 4)
+    measured = {n: {"losses": {"test": {"sums": 2.0 * counts, "counts": counts}},
+                    "seconds": 1.0, "answers": a} for n, a in answers.items()}
+    report = build_report("m", "a", None, True, load_config("train")["eval"], measured,
+                          records, None)
+    validate_report(report)  # null bounds are allowed by the schema
+    return report
+
+
+def test_a_single_question_claims_no_interval_in_markdown():
+    from farol_eval.report import to_markdown
+
+    report = _tiny_report({"base": ["Faro"], "tuned": ["Olhão"]}, ["Faro"], ["c"])
+    md = to_markdown(report)
+    assert "1.000 [no interval: n = 1]" in md and "[1.000, 1.000]" not in md
+    assert "[2.0000, 2.0000]" not in md  # the one example's loss has no interval either
+
+
+def test_pipes_newlines_and_html_in_texts_keep_tables_and_csv_whole():
+    from farol_eval.report import to_csv, to_markdown
+
+    refs, cats = ["Faro | Algarve", "São Luís"], ["história|clube"] * 2
+    answers = {"base": ["Faro\n| Loulé", "<s>Estádio</s> \\"], "tuned": ["Faro", "São Luís"]}
+    md = to_markdown(_tiny_report(answers, refs, cats))
+    # each row of a table has as many unescaped pipes as the row before: no cell broke out
+    lines = md.splitlines()
+    for above, line in zip(lines, lines[1:], strict=False):
+        if above.startswith("|") and line.startswith("|"):
+            assert above.replace("\\|", "").count("|") == line.replace("\\|", "").count("|")
+    assert "| história\\|clube | 2 |" in md
+    assert "&lt;s>Estádio&lt;/s> \\\\" in md and "<s>" not in md
+    parsed = list(csv.DictReader(io.StringIO(to_csv(_tiny_report(answers, refs, cats)))))
+    assert [r["base_answer"] for r in parsed] == answers["base"]
+    assert parsed[0]["category"] == "história|clube"
+
+
+def test_base_vs_tuned_chart_of_a_single_question_draws_no_whiskers(tmp_path):
+    from farol_eval.plots import base_vs_tuned
+
+    report = _tiny_report({"base": ["Faro"], "tuned": ["Olhão"]}, ["Faro"], ["c"])
+    assert base_vs_tuned(report, tmp_path / "b.png").stat().st_size > 10_000
+
+
+def test_a_plain_text_test_record_is_not_asked(tmp_path):
+    from farol_eval.evaluate import held_out_records
+
+    chat = [{"role": "user", "content": "Onde joga o Farense?"},
+            {"role": "assistant", "content": "No Estádio de São Luís."}]
+    text = [{"role": "assistant", "content": "O Farense foi fundado em 1910."}]
+    (tmp_path / "test.jsonl").write_text(
+        "\n".join(json.dumps({"messages": m, "category": "clube"}) for m in (text, chat)) + "\n",
+        encoding="utf-8")
+    records = held_out_records(tmp_path, -1)
+    assert [r["messages"] for r in records] == [chat]

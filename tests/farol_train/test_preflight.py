@@ -283,3 +283,13 @@ def test_gguf_export_of_another_architecture_is_refused_before_writing(trained_r
                                     str(trained_run[0].run_dir), "--out", str(tmp_path / "g")])
     assert res.exit_code == 1 and "GGUF export supports llama, mistral" in res.output
     assert not (tmp_path / "g").exists()
+
+
+def test_gguf_given_as_a_path_is_refused_before_writing(trained_run, tiny_4bit, tmp_path):
+    # mlx's GGUF writer fails with a bare RuntimeError on a path; the option is a file name.
+    out = tmp_path / "g"
+    res = CliRunner().invoke(main, ["export", "--model", str(tiny_4bit), "--adapter",
+                                    str(trained_run[0].run_dir), "--out", str(out),
+                                    "--gguf", str(out / "model.gguf")])
+    assert res.exit_code == 1 and "must be a file name ending in .gguf" in res.output
+    assert not out.exists()

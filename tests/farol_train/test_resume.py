@@ -94,6 +94,28 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(reference, tmp_path):
     assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12, 14]
 
 
+def test_resume_between_two_accumulation_steps_matches_an_uninterrupted_run(tiny_4bit, processed,
+                                                                           tmp_path):
+    # Step 9 falls between two updates (accumulation 2), so its checkpoint holds the pending
+    # gradient; restoring it once failed on the model's empty `layer_types` branch.
+    config = quick(tiny_4bit, processed, tmp_path / "runs", keep_checkpoints=5)
+    whole = train(config, log=lambda _: None)
+    run_dir = tmp_path / "copy" / "quick"
+    shutil.copytree(whole.run_dir, run_dir)
+    for late in (12, 14):
+        shutil.rmtree(ckpt.checkpoint_dir(run_dir, late))
+    assert (ckpt.checkpoint_dir(run_dir, 9) / ckpt.PENDING_FILE).is_file()
+    logs = []
+    train({**config, "runs_dir": str(tmp_path / "copy")}, log=logs.append)
+    assert any("from step-0000009" in line for line in logs)
+    expected, got = step_losses(whole.run_dir), step_losses(run_dir)
+    np.testing.assert_allclose([got[s] for s in range(1, 15)],
+                               [expected[s] for s in range(1, 15)], atol=1e-5)
+    a, b = adapter(whole.run_dir), adapter(run_dir)
+    for k in a:
+        np.testing.assert_allclose(np.array(a[k]), np.array(b[k]), atol=1e-5)
+
+
 def test_checkpoints_keep_the_last_k_and_the_best(reference):
     ref, _ = reference
     names = [p.name for p in ckpt.list_checkpoints(ref.run_dir)]

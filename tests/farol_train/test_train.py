@@ -60,6 +60,11 @@ def test_peft_key_names_get_farols_names_in_the_hint():
     for rename in ("r -> lora.rank", "lora_alpha -> lora.alpha", "target_modules -> lora.keys",
                    "num_epochs -> training.epochs"):
         assert rename in caught.value.hint
+    with pytest.raises(ConfigError) as caught:  # mlx-lm's own lora config layout
+        resolve({"num_layers": 8, "lora_parameters": {"rank": 8}, "max_grad_norm": 1.0})
+    for rename in ("num_layers -> lora.num_layers", "lora_parameters -> lora (rank",
+                   "max_grad_norm -> nothing"):
+        assert rename in caught.value.hint
 
 
 def test_trained_tokens_count_what_the_masked_loss_counts(tiny_4bit, processed):

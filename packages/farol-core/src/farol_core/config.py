@@ -6,6 +6,7 @@ schema declares, then validates, and reports every problem at once.
 
 import copy
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,25 @@ def load_schema(name: str) -> dict:
     return json.loads(text)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `5e-5` (no dot) as text; a config means the number, as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
+
+
 def read_config_file(path: str | Path) -> dict:
     """Parse a YAML or JSON config file into a dict, with a clear error if it can't."""
     path = Path(path)
     if not path.is_file():
         raise FarolError(f"Config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        text = path.read_text(encoding="utf-8")
+        # JSON through json: Python writes 1.0e-5 as 1e-05, which YAML 1.1 would read as text.
+        data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_Loader)
+    except (yaml.YAMLError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError
         raise FarolError(f"Config file {path} could not be parsed: {e}") from None
     if data is None:
         return {}

@@ -60,7 +60,10 @@ def encode_for_training(tokenizer, messages: Sequence[dict]) -> tuple[list[int],
     if not messages or messages[-1]["role"] != "assistant":
         raise ValueError("a training conversation must end with an assistant message")
     tokens = encode(tokenizer, messages)
-    prompt = encode(tokenizer, messages[:-1], add_generation_prompt=True)
+    if len(messages) > 1:
+        prompt = encode(tokenizer, messages[:-1], add_generation_prompt=True)
+    else:  # a plain-text record: no question, so the answer follows the template's BOS
+        prompt = list(tokenizer.encode(tokenizer.bos_token or "", add_special_tokens=False))
     return tokens, _common_prefix(prompt, tokens)
 
 

@@ -100,7 +100,9 @@ def _splits(data: Path, tokenizer, mask_prompt: bool) -> dict:
 
 
 def held_out_records(data: Path, n: int) -> list[dict]:
-    """The first `n` records of test.jsonl (all for -1), each with id, category and messages."""
+    """The first `n` records of test.jsonl (all for -1), each with id, category and messages.
+    A plain-text record (an answer with no question) has nothing to ask, so it is left out
+    here; the test loss still counts it."""
     path = data / "test.jsonl"
     if not path.is_file() or n == 0:
         return []
@@ -108,7 +110,8 @@ def held_out_records(data: Path, n: int) -> list[dict]:
     rows = [r for _, r in read_jsonl(path)]
     records = [{"id": str(r.get("source") or f"test.jsonl:{i + 1}"),
                 "category": str(r.get("category") or "uncategorised"), "messages": chat}
-               for i, (r, chat) in enumerate(zip(rows, chats, strict=True))]
+               for i, (r, chat) in enumerate(zip(rows, chats, strict=True))
+               if any(m["role"] == "user" for m in chat)]
     return records if n < 0 else records[:n]
 
 

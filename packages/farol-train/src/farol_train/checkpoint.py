@@ -18,7 +18,7 @@ from pathlib import Path
 import mlx.core as mx
 from farol_core.errors import FarolError
 from farol_core.io import fsync_dir, staged_dir, write_json
-from mlx.utils import tree_flatten, tree_unflatten
+from mlx.utils import tree_flatten, tree_map_with_path, tree_unflatten
 
 ADAPTER_FILE = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -158,7 +158,14 @@ def restore(checkpoint: Checkpoint, model, optimizer):
     pending = checkpoint.path / PENDING_FILE
     if not pending.is_file():
         return None
-    return tree_unflatten(list(mx.load(str(pending)).items()))
+    return like_trainable(model, mx.load(str(pending)))
+
+
+def like_trainable(model, flat: dict):
+    """The flat (name, array) gradient `flat` in the shape of the model's trainable tree. The
+    step adds it to a fresh gradient leaf by leaf, and tree_unflatten would drop the empty
+    branches (a model's `layer_types` list) that the fresh one keeps."""
+    return tree_map_with_path(lambda path, _: flat[path], model.trainable_parameters())
 
 
 def prune(run_dir: Path, keep: int, best_step: int | None) -> None:

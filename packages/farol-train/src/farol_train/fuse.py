@@ -52,6 +52,9 @@ def _check_inputs(model: Path, adapter: Path, out: Path, gguf: str | None, force
             raise FarolError(f"--out {out} would replace the {name} folder {source}",
                              hint="write the fused model to a new folder")
     model_type = json.loads((model / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if gguf and (Path(gguf).name != gguf or not gguf.endswith(".gguf")):
+        raise FarolError(f"--gguf {gguf} must be a file name ending in .gguf; it is written "
+                         "inside OUT", hint="--out FOLDER --gguf model.gguf")
     if gguf and model_type not in GGUF_ARCHITECTURES:
         raise FarolError(f"GGUF export supports {', '.join(GGUF_ARCHITECTURES)} models, "
                          f"not {model_type}", hint="use `farol-train fuse` for an MLX model")

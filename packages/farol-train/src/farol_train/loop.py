@@ -44,7 +44,17 @@ FOREIGN_KEYS = {"r": "lora.rank", "lora_rank": "lora.rank", "lora_alpha": "lora.
                 "lora_dropout": "lora.dropout", "target_modules": "lora.keys",
                 "num_epochs": "training.epochs", "num_train_epochs": "training.epochs",
                 "gradient_accumulation_steps": "training.grad_accumulation_steps",
-                "gradient_checkpointing": "training.grad_checkpoint"}
+                "gradient_checkpointing": "training.grad_checkpoint",
+                # mlx-lm's own lora config file, and the keys old scripts passed to its calls
+                "lora_parameters": "lora (rank, scale, dropout, keys)",
+                "num_layers": "lora.num_layers", "lora_layers": "lora.num_layers",
+                "max_length": "training.max_seq_length", "max_seq_len": "training.max_seq_length",
+                "per_device_train_batch_size": "training.batch_size",
+                "quantization": "a 4-bit base from `invoke quantize`",
+                "q_bits": "a 4-bit base from `invoke quantize`",
+                "group_size": "a 4-bit base from `invoke quantize`",
+                "bias": "nothing (LoRA layers have no bias term)",
+                "max_grad_norm": "nothing (Farol does not clip gradients)"}
 # Why a rank stops, in the order that wins when ranks disagree (see Trainer._agree).
 REASONS = (None, "early_stop", "interrupted", "memory")
 
@@ -228,8 +238,8 @@ class Trainer:
                                                        group), strict=False)
         self.optimizer.state = tree_unflatten(distributed.share_tree(self.optimizer.state, group))
         if distributed.share_json(self.pending["grad"] is not None, group):
-            self.pending["grad"] = tree_unflatten(distributed.share_tree(self.pending["grad"],
-                                                                         group))
+            shared = distributed.share_tree(self.pending["grad"], group)
+            self.pending["grad"] = ckpt.like_trainable(self.model, dict(shared))
         return state
 
     def _start_over(self, fresh: bool) -> None:
