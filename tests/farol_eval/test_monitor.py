@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -126,3 +127,35 @@ def test_val_loss_says_which_step_it_is_from(trained_run):
     console = _console()
     monitor(result.run_dir, max_updates=1, console=console)
     assert f"nats/token (step {step})" in console.file.getvalue()
+
+
+def _cut_run(trained_run, tmp_path, status: dict):
+    """A copy of the trained run whose metrics stop halfway, with the given status.json."""
+    result, _ = trained_run
+    run = tmp_path / "run"
+    run.mkdir(parents=True)
+    (run / "config.json").write_bytes((result.run_dir / "config.json").read_bytes())
+    rows = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(rows[: len(rows) // 2]) + "\n")
+    (run / "status.json").write_text(json.dumps(status))
+    return run
+
+
+def test_a_run_whose_process_died_or_stopped_is_not_shown_as_running(trained_run, tmp_path):
+    import socket
+
+    result, _ = trained_run
+    assert json.loads((result.run_dir / "status.json").read_text())["state"] == "done"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    here = {"host": socket.gethostname(), "step": 6}
+    cases = [({**here, "state": "training", "pid": int(dead)}, "stopped (process gone at step 6)"),
+             ({**here, "state": "interrupted", "pid": 1}, "stopped (interrupted at step 6)"),
+             ({**here, "state": "training", "pid": os.getpid()}, "running")]
+    for status, expected in cases:
+        console = _console()
+        snap = monitor(_cut_run(trained_run, tmp_path / status["state"] / str(status["pid"]),
+                                status), refresh=0.01, max_updates=3, console=console)
+        assert snap["state"] == expected
+        if expected != "running":  # nothing to wait for, and no ETA to promise
+            assert re.search(r"ETA\s+-\s", console.file.getvalue())

@@ -1,6 +1,9 @@
 """A live terminal view of a training run, following its metrics.jsonl with rich."""
 
+import json
 import math
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -40,14 +43,37 @@ def snapshot(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     rows, total = read_metrics(run_dir), total_iters(run_dir)
     path = run_dir / "metrics.jsonl"
-    if not rows:
-        state = "waiting"
-    elif total and rows[-1]["step"] >= total:
+    if total and rows and rows[-1]["step"] >= total:
         state = "finished"
     else:
-        state = "running"
+        state = ended(run_dir) or ("running" if rows else "waiting")
     age = time.time() - path.stat().st_mtime if path.is_file() else None
     return {"run": str(run_dir), "rows": rows, "total": total, "state": state, "age_s": age}
+
+
+def ended(run_dir: Path) -> str | None:
+    """How a run that is no longer training ended, from the status.json the trainer keeps:
+    "stopped (interrupted at step 40)", or "stopped (process gone at step 40)" when the run
+    still says training but its process on this host is dead (a crash or a kill -9)."""
+    try:
+        status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # no status yet (or a run from before status.json): judge by metrics
+    if status.get("state") == "training":
+        if status.get("host") != socket.gethostname() or _alive(status.get("pid")):
+            return None
+        return f"stopped (process gone at step {status.get('step')})"
+    return f"stopped ({status.get('state')} at step {status.get('step')})"
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError):
+        return True  # someone else's process, or no pid to check: do not claim it died
+    return True
 
 
 def _clock(seconds: float | None) -> str:
@@ -76,7 +102,8 @@ def render(snap: dict):
                   f"{last['iterations_per_second']:.2f} it/s"),
         ("peak memory", f"{last['peak_memory_gb']:.3f} GB"),
         ("elapsed", _clock(last["wall_time_s"])),
-        ("ETA", "done" if snap["state"] == "finished" else _clock(eta_seconds(last, total))),
+        ("ETA", "done" if snap["state"] == "finished" else
+         _clock(eta_seconds(last, total)) if snap["state"] == "running" else "-"),
         ("last write", f"{snap['age_s']:.0f} s ago" if snap["age_s"] is not None else "-"),
     ):
         table.add_row(Text(label, style="bold"), value)
@@ -97,7 +124,8 @@ def monitor(run_dir: str | Path, refresh: float = 2.0, max_updates: int | None =
                 snap = snapshot(run_dir)
                 live.update(render(snap), refresh=True)
                 updates += 1
-                if snap["state"] == "finished" or (max_updates and updates >= max_updates):
+                done = snap["state"] not in ("running", "waiting")  # finished or stopped
+                if done or (max_updates and updates >= max_updates):
                     break
                 time.sleep(refresh)
     except KeyboardInterrupt:

@@ -7,8 +7,10 @@ data order continues from the saved epoch and batch, and MLX's random stream is 
 """
 
 import json
+import os
 import re
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -55,6 +57,7 @@ FOREIGN_KEYS = {"r": "lora.rank", "lora_rank": "lora.rank", "lora_alpha": "lora.
                 "group_size": "a 4-bit base from `invoke quantize`",
                 "bias": "nothing (LoRA layers have no bias term)",
                 "max_grad_norm": "nothing (Farol does not clip gradients)"}
+STATUS_FILE = "status.json"
 # Why a rank stops, in the order that wins when ranks disagree (see Trainer._agree).
 REASONS = (None, "early_stop", "interrupted", "memory")
 
@@ -350,6 +353,8 @@ class Trainer:
             return self._result(stopped)
         guard = MemoryGuard(self.tcfg["memory_fraction"])
         self.model.train()
+        self._status("training")
+        self.ended = "failed"  # what status.json says if an error ends the loop
         try:
             with self.stop as stop, _progress(disable=not self.main) as bar:
                 task = bar.add_task("training", total=iters, completed=self.step, loss=np.nan)
@@ -358,13 +363,23 @@ class Trainer:
                     bar.update(task, advance=1, loss=loss)
                     stopped = self._after_step(stop, guard)
                     self._beat()
+            if self.main:
+                ckpt.save_adapter(self.model, self.run_dir, self.adapter_config)
+            self.ended = stopped
         finally:
             guard.release()
-        if self.main:
-            ckpt.save_adapter(self.model, self.run_dir, self.adapter_config)
+            self._status(self.ended)
         if self.watchdog is not None:
             self.watchdog.close()
         return self._result(stopped)
+
+    def _status(self, state: str) -> None:
+        """runs/<name>/status.json: training, or how the run ended, for the monitor. The pid
+        and host let it tell a live run from one whose process was killed."""
+        if self.main:
+            write_json(self.run_dir / STATUS_FILE, {"state": state, "step": self.step,
+                                                    "pid": os.getpid(),
+                                                    "host": socket.gethostname()})
 
     def _one_step(self) -> float:
         self.step += 1
@@ -398,6 +413,7 @@ class Trainer:
         if reason or improved or last or self.step % self.tcfg["save_every"] == 0:
             saved = self.save()
         if reason == "memory":
+            self.ended = "memory"
             raise guard.error(rss, self.step, saved)
         if reason == "interrupted":
             self.log(f"{stop.signal_name or 'stop'}: saved {saved} at step {self.step}. "
