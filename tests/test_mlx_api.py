@@ -43,6 +43,7 @@ CALLS = [
     # benchmarks (farol_bench.workloads, farol_core.shapes)
     ("mlx_lm.models.cache.make_prompt_cache", ["model"]),
     ("mlx.nn.quantize", ["model", "group_size", "bits"]),
+    ("mlx.optimizers.clip_grad_norm", ["grads", "max_norm"]),
     ("mlx.core.random.randint", ["low", "high", "shape", "key"]),
     ("mlx.core.random.key", ["seed"]),
     # distributed training (farol_train.distributed)

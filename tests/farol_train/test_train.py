@@ -1,18 +1,24 @@
 """Smoke test of farol-train: quantize, a short QLoRA run, and its bad-input errors."""
 
 import json
+import math
 
+import mlx.core as mx
 import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from farol_core.config import ConfigError
-from farol_core.dataset import collate, load_split, masked_loss
+from farol_core.dataset import collate, iterate_batches, load_split, masked_loss
 from farol_core.errors import FarolError
 from farol_core.model import load_model
 from farol_train import quantize, train
 from farol_train.cli import main
 from farol_train.data_order import answerable, trained_tokens
-from farol_train.loop import resolve
+from farol_train.loop import make_step, resolve
+from farol_train.lora import apply_lora
+from mlx.utils import tree_flatten
 from mlx_lm import load
 
 from tests.conftest import TEST_RUN
@@ -63,7 +69,7 @@ def test_peft_key_names_get_farols_names_in_the_hint():
     with pytest.raises(ConfigError) as caught:  # mlx-lm's own lora config layout
         resolve({"num_layers": 8, "lora_parameters": {"rank": 8}, "max_grad_norm": 1.0})
     for rename in ("num_layers -> lora.num_layers", "lora_parameters -> lora (rank",
-                   "max_grad_norm -> nothing"):
+                   "max_grad_norm -> training.max_grad_norm"):
         assert rename in caught.value.hint
 
 
@@ -112,3 +118,21 @@ def test_cli_bad_input_gives_a_message_not_a_traceback(tiny_4bit, tmp_path):
                                 "--out", str(tmp_path / "q")])
     assert res3.exit_code == 1 and "Model not found" in res3.output
     assert "Traceback" not in res.output + res2.output + res3.output
+
+
+def test_max_grad_norm_clips_each_update(tiny_4bit, processed):
+    # With plain SGD at learning rate 1 the change of the weights is the gradient itself, so
+    # a clipped update moves them by exactly max_grad_norm (an unclipped one by far more).
+    def moved(max_norm):
+        model, tokenizer = load_model(tiny_4bit)
+        apply_lora(model, {"num_layers": 2, "rank": 4, "scale": 10.0, "dropout": 0.0})
+        before = dict(tree_flatten(model.trainable_parameters()))
+        batch = next(iterate_batches(load_split(processed / "train.jsonl", tokenizer), 4, 64,
+                                     np.random.default_rng(0)))
+        make_step(model, optim.SGD(learning_rate=1.0), 1, False, {"grad": None},
+                  max_grad_norm=max_norm)(batch, True)
+        after = dict(tree_flatten(model.trainable_parameters()))
+        return math.sqrt(sum(mx.sum((after[k] - before[k]) ** 2).item() for k in before))
+
+    assert moved(1e-3) == pytest.approx(1e-3, rel=1e-3)
+    assert moved(None) > 1e-2

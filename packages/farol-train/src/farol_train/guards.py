@@ -45,9 +45,10 @@ def check_finite(loss: float, step: int, last_checkpoint: str | None,
         "no checkpoint had been saved yet"
     raise FarolError(
         f"{what} became {loss} at step {step}; the run stopped and {kept}",
-        hint="lower training.learning_rate (e.g. by 10x), add warmup_steps, or check the data "
-             "for empty or huge examples; run again to resume from the checkpoint, or with "
-             "--fresh after changing the config",
+        hint="lower training.learning_rate (e.g. by 10x), add warmup_steps, clip with "
+             "training.max_grad_norm (e.g. 1.0), or check the data for empty or huge examples; "
+             "run again to resume from the checkpoint, or with --fresh after changing the "
+             "config",
     )
 
 

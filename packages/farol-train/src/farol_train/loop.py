@@ -56,7 +56,7 @@ FOREIGN_KEYS = {"r": "lora.rank", "lora_rank": "lora.rank", "lora_alpha": "lora.
                 "q_bits": "a 4-bit base from `invoke quantize`",
                 "group_size": "a 4-bit base from `invoke quantize`",
                 "bias": "nothing (LoRA layers have no bias term)",
-                "max_grad_norm": "nothing (Farol does not clip gradients)"}
+                "max_grad_norm": "training.max_grad_norm"}
 STATUS_FILE = "status.json"
 # Why a rank stops, in the order that wins when ranks disagree (see Trainer._agree).
 REASONS = (None, "early_stop", "interrupted", "memory")
@@ -165,7 +165,8 @@ class Trainer:
         self.resumed_from = self._resume_or_start(fresh)
         self.step_fn = make_step(self.model, self.optimizer, self.tcfg["grad_accumulation_steps"],
                                  self.tcfg["grad_checkpoint"], self.pending,
-                                 packed_loss if self.tcfg["pack"] else masked_loss, group)
+                                 packed_loss if self.tcfg["pack"] else masked_loss, group,
+                                 self.tcfg["max_grad_norm"])
 
     def _beat(self) -> None:
         if self.watchdog is not None:
@@ -472,7 +473,7 @@ def _changes(name: str, saved, now) -> list[str]:
 
 
 def make_step(model, optimizer, accumulation: int, checkpointing: bool, pending: dict,
-              loss=masked_loss, group=None):
+              loss=masked_loss, group=None, max_grad_norm: float | None = None):
     """A compiled step: forward, backward and, every `accumulation` calls, an update.
 
     `pending["grad"]` holds the gradient summed since the last update (a checkpoint saves it).
@@ -491,7 +492,10 @@ def make_step(model, optimizer, accumulation: int, checkpointing: bool, pending:
         if previous is not None:
             grad = tree_map(lambda a, b: a + b, grad, previous)
         if update:  # a Python bool: compiled once for each value
-            optimizer.update(model, tree_map(lambda g: g / accumulation, grad))
+            grad = tree_map(lambda g: g / accumulation, grad)
+            if max_grad_norm:  # clip the update's gradient, the accumulated mean, as a whole
+                grad, _ = optim.clip_grad_norm(grad, max_grad_norm)
+            optimizer.update(model, grad)
             grad = None
         return value, ntoks, grad
 
