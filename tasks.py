@@ -430,6 +430,16 @@ def _distributed_train(config, model, data, run, iters, seed, fresh, hosts, host
                "--np": np}
     cmd = [str(BIN / "farol-train"), "run"]
     cmd += [a for k, v in options.items() if v is not None for a in (k, str(v))]
-    code = subprocess.run(cmd + (["--fresh"] if fresh else [])).returncode
+    code = _wait_through_ctrl_c(subprocess.Popen(cmd + (["--fresh"] if fresh else [])))
     if code:
         sys.exit(code)
+
+
+def _wait_through_ctrl_c(proc) -> int:
+    """The exit code of `proc`. Ctrl+C reaches it too, and it stops its ranks with a checkpoint;
+    subprocess.run would kill it a quarter second later, before they have saved."""
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue

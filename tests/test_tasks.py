@@ -2,6 +2,9 @@
 
 import contextlib
 import json
+import signal
+import subprocess
+import sys
 
 import pytest
 from invoke import Collection, Config, Context, Program
@@ -193,3 +196,24 @@ def test_bench_plot_skips_a_broken_results_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(tasks, "BENCH_RESULTS", results)
     tasks.bench_plot(Context(), out=str(tmp_path / "plot.png"))
     assert "skipped" in capsys.readouterr().err and (tmp_path / "plot.png").is_file()
+
+
+def test_a_distributed_train_is_waited_for_through_ctrl_c():
+    # The launcher saves a checkpoint on Ctrl+C; invoke must not kill it before it has.
+    proc = subprocess.Popen([sys.executable, "-c",
+                             "import signal, sys, time\n"
+                             "signal.signal(signal.SIGINT, lambda *a: sys.exit(7))\n"
+                             "print('ready', flush=True)\n"
+                             "time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+
+    def interrupt_then_pass_it_on(signum, frame):
+        proc.send_signal(signal.SIGINT)  # what the terminal does: Ctrl+C reaches both
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt_then_pass_it_on)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        assert tasks._wait_through_ctrl_c(proc) == 7
+    finally:
+        signal.signal(signal.SIGALRM, previous)

@@ -1,6 +1,7 @@
 """Data-parallel training on mlx.distributed: real ranks on this machine (ring backend over TCP)
 started by mlx.launch, compared with one process; a rank killed mid-run; resume; preflight."""
 
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,15 @@ from farol_core.io import read_log
 from farol_train import checkpoint as ckpt
 from farol_train import train
 from farol_train.distributed import WATCHDOG_EXIT
-from farol_train.launch import check_hosts, differences, fingerprint, launch, launch_command, plan
+from farol_train.launch import (
+    STOP_GRACE_S,
+    check_hosts,
+    differences,
+    fingerprint,
+    launch,
+    launch_command,
+    plan,
+)
 
 CLI = "from farol_train.cli import main; main()"
 # Global batch 4 (2 rows a rank), accumulation 2 so a checkpoint can hold a pending gradient.
@@ -146,23 +155,55 @@ def test_token_weighted_gradients_equal_the_whole_batch(tiny_4bit, processed, ca
         assert r["grad_diff"] < 1e-5 and r["grad_max"] > 1e-2
 
 
-def test_ctrl_c_stops_every_rank_at_the_same_step_with_a_checkpoint(tiny_4bit, processed,
-                                                                     tmp_path):
-    config(tmp_path, tiny_4bit, processed)
-    proc = subprocess.Popen(command(tmp_path, "--np", "2"), stdin=subprocess.DEVNULL, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)  # its own process group, as in a terminal
-    run_dir = tmp_path / "runs" / "dist"
+def _started(tmp, *extra, **popen) -> subprocess.Popen:
+    """A 2-rank run, returned once it has logged 4 steps."""
+    proc = subprocess.Popen(command(tmp, "--np", "2", *extra), stdin=subprocess.DEVNULL,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and max(steps(run_dir), default=0) < 4:
+    while time.time() < deadline and proc.poll() is None and \
+            max(steps(tmp / "runs" / "dist"), default=0) < 4:
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGINT)
+    return proc
+
+
+# Ctrl+C in a terminal signals the launcher's process group; a service manager or `kill`
+# sends SIGTERM to the launcher alone, which must pass it on rather than orphan the ranks.
+@pytest.mark.parametrize("to_group, sig", [(True, signal.SIGINT), (False, signal.SIGTERM)])
+def test_a_stop_signal_stops_every_rank_with_a_checkpoint_and_resumes_exactly(
+        tiny_4bit, processed, tmp_path, two_ranks, to_group, sig):
+    config(tmp_path, tiny_4bit, processed)
+    proc = _started(tmp_path, start_new_session=True)  # its own process group, as in a terminal
+    (os.killpg if to_group else os.kill)(proc.pid, sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err
+    run_dir, name = tmp_path / "runs" / "dist", signal.Signals(sig).name
     last = max(steps(run_dir))
     assert last < RUN["training"]["iters"] and ckpt.latest_step_name(run_dir) == f"step-{last:07d}"
     assert f"stopped (interrupted) at step {last}" in out
-    assert f"[rank 1] SIGINT: saved step-{last:07d} at step {last}" in err
+    assert f"[rank 1] {name}: saved step-{last:07d} at step {last}" in err
+    done = subprocess.run(command(tmp_path, "--np", "2"), capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_same_run(run_dir, two_ranks[0])
+
+
+def test_a_frozen_rank_is_killed_after_another_rank_fails(tiny_4bit, processed, tmp_path):
+    """mlx.launch waits forever on a stopped rank (a frozen host); Farol kills it."""
+    config(tmp_path, tiny_4bit, processed)
+    proc = _started(tmp_path)
+    ranks = {r: [p for p in psutil.Process(proc.pid).children(recursive=True) if _is_rank(p, r)]
+             for r in ("0", "1")}
+    try:
+        ranks["1"][0].suspend()
+        ranks["0"][0].kill()
+        tic = time.time()
+        out, err = proc.communicate(timeout=STOP_GRACE_S + 30)
+    finally:
+        for p in ranks["1"]:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+    assert proc.returncode == 1 and time.time() - tic < STOP_GRACE_S + 10, out + err
+    assert "rank 0: exit code -9" in out and "still running" in err
 
 
 def test_the_watchdog_ends_a_rank_that_makes_no_progress():
@@ -182,7 +223,7 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tiny_4bit, proces
     (tmp_path / "run.json").write_text(json.dumps(cfg))
     done = subprocess.run(command(tmp_path, "--np", "2"), capture_output=True, text=True,
                           timeout=120, stdin=subprocess.DEVNULL)
-    assert done.returncode == 1
+    assert done.returncode == 1 and "launching" not in done.stdout  # refused before launch
     assert "batch_size 3 does not split over 2 ranks" in done.stdout + done.stderr
 
 
@@ -193,18 +234,24 @@ def test_plans_and_the_mlx_launch_command(tmp_path):
     assert cmd[1:] == ["--backend", "ring", "--hosts", "127.0.0.1", "-n", "2",
                        "--starting-port", "40000", "--env", "FAROL_WORLD_SIZE=2",
                        "--env", "FAROL_DIST_BACKEND=ring", "--", "python", "x.py"]
-    assert plan("localhost,10.0.0.2", None, None, "ring").hosts == ["127.0.0.1", "10.0.0.2"]
+    assert plan("localhost", None, 2, "ring").hosts == ["127.0.0.1", "127.0.0.1"]
     with pytest.raises(FarolError, match="needs IP addresses"):
         plan("mac1.local,mac2.local", None, None, "ring")
+    with pytest.raises(FarolError, match="names a host twice"):  # mlx.launch would start 2 of 3
+        plan("10.0.0.1,10.0.0.1,10.0.0.2", None, None, "ring")
+    with pytest.raises(FarolError, match="127.0.0.1 cannot be combined"):
+        plan("127.0.0.1,10.0.0.2", None, None, "ring")
     hostfile = tmp_path / "hosts.json"
     hostfile.write_text(json.dumps([{"ssh": "mac1.local", "ips": ["10.0.0.1"]},
                                     {"ssh": "mac2.local", "ips": ["10.0.0.2"]}]))
     p = plan(None, str(hostfile), None, "ring")
     assert p.hosts == ["mac1.local", "mac2.local"]
     assert launch_command(p, ["x"], 1)[3:5] == ["--hostfile", str(hostfile)]
-    hostfile.write_text("{not json")
-    with pytest.raises(FarolError, match="cannot read the hostfile"):
-        plan(None, str(hostfile), None, "ring")
+    for text, error in (("{not json", "cannot read the hostfile"), ("[]", "lists no hosts"),
+                        ('[{"ssh": "mac1.local"}]', 'needs "ips" for every host')):
+        hostfile.write_text(text)
+        with pytest.raises(FarolError, match=error):
+            plan(None, str(hostfile), None, "ring")
 
 
 def test_preflight_reports_every_difference_between_hosts(tiny_4bit, processed, tmp_path):

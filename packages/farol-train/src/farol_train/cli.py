@@ -51,7 +51,7 @@ def quantize_cmd(model, out, bits, group_size, force):
               help="Start over instead of resuming: deletes the run's checkpoints, its best "
                    "adapter (adapters/) and its logs, and says so.")
 @click.option("--hosts", default=None,
-              help="Distributed: comma-separated host IPs (127.0.0.1 for this machine).")
+              help="Distributed: comma-separated host IPs (127.0.0.1 only alone, with --np).")
 @click.option("--hostfile", type=click.Path(), default=None,
               help="Distributed: mlx.launch hostfile (JSON: ssh name and IPs per host).")
 @click.option("--np", "np_", type=click.IntRange(min=1), default=None,
@@ -81,6 +81,7 @@ def _launch(config, options, fresh, hosts, hostfile, np_, backend) -> int:
     """Preflight every host, then start this same command on every rank through mlx.launch."""
     cfg = resolve(config, **options)
     p = launch.plan(hosts, hostfile, np_, backend or cfg["distributed"]["backend"])
+    distributed.check_batch(cfg["training"]["batch_size"], p.world_size)  # before any rank loads
     checks = launch.check_hosts(p, cfg["model"], cfg["data"])
     for c in checks:
         click.echo(f"{c.status:4} {c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else ""))

@@ -5,6 +5,7 @@ when one fails, and prints `Node with rank N exited with code C`, but it exits 0
 Farol reads those lines and returns 1 when any rank failed.
 """
 
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -15,10 +16,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import psutil
 from farol_core.errors import FarolError
 
 from farol_train.distributed import BACKEND_ENV, WORLD_ENV
@@ -28,6 +31,11 @@ LOCAL = "127.0.0.1"  # the one name mlx.launch starts without ssh
 FAILED = re.compile(r"Node with rank (\d+) (was killed|exited with code (-?\d+))")
 PACKAGES = ("farol-core", "farol-train", "mlx", "mlx-lm")
 SSH = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+# After a rank fails, how long the others get to stop (their watchdog allows 10 s after the
+# SIGTERM mlx.launch sends) before Farol kills them: mlx.launch waits forever on a rank that is
+# frozen, and on ssh to a host that no longer answers.
+STOP_GRACE_S = 15
+HOSTFILE_HINT = 'expected [{"ssh": "mac1.local", "ips": ["10.0.0.1"]}, ...]'
 
 
 @dataclass
@@ -48,25 +56,42 @@ def plan(hosts: str | None, hostfile: str | None, np: int | None, backend: str) 
     if hosts and hostfile:
         raise FarolError("give --hosts or --hostfile, not both")
     if hostfile:
-        return Plan(read_hostfile(Path(hostfile)), backend, Path(hostfile))
-    names = [LOCAL if h in ("localhost", "::1") else h for h in (hosts or LOCAL).split(",")]
+        return Plan(read_hostfile(Path(hostfile), backend), backend, Path(hostfile))
+    names = _host_names(hosts or LOCAL, backend)
+    return Plan([h for h in names for _ in range(np or 1)], backend)
+
+
+def _host_names(hosts: str, backend: str) -> list[str]:
+    """The --hosts list, checked for what mlx.launch would only fail on later, or never."""
+    names = [LOCAL if h in ("localhost", "::1") else h for h in hosts.split(",")]
     if backend == "ring" and not all(_is_ip(h) for h in names):
         raise FarolError("the ring backend needs IP addresses in --hosts",
                          hint="use --hostfile to name each host's ssh name and IPs "
                               "(see docs/distributed.md)")
-    return Plan([h for h in names for _ in range(np or 1)], backend)
+    if len(set(names)) < len(names):  # mlx.launch repeats every host by the same -n
+        raise FarolError("--hosts names a host twice",
+                         hint="list each host once; --np N starts N ranks on every host")
+    if LOCAL in names and len(names) > 1:  # the other hosts would dial their own loopback
+        raise FarolError("127.0.0.1 cannot be combined with other hosts in --hosts",
+                         hint="give this machine's IP on the network the hosts share, e.g. "
+                              "--hosts 10.0.0.1,10.0.0.2")
+    return names
 
 
-def read_hostfile(path: Path) -> list[str]:
+def read_hostfile(path: Path, backend: str) -> list[str]:
     """The ssh names, in rank order, of an mlx.launch hostfile (a list, or {"hosts": [...]})."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         hosts = data["hosts"] if isinstance(data, dict) else data
-        return [h["ssh"] for h in hosts]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise FarolError(f"cannot read the hostfile {path}: {e}",
-                         hint='expected [{"ssh": "mac1.local", "ips": ["10.0.0.1"]}, ...]') \
-            from None
+        names, ips = [h["ssh"] for h in hosts], [h.get("ips") for h in hosts]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise FarolError(f"cannot read the hostfile {path}: {e}", hint=HOSTFILE_HINT) from None
+    if not names:
+        raise FarolError(f"the hostfile {path} lists no hosts", hint=HOSTFILE_HINT)
+    if backend == "ring" and not all(ips):  # mlx.launch would refuse it only after preflight
+        raise FarolError(f"the ring backend needs \"ips\" for every host in {path}",
+                         hint=HOSTFILE_HINT)
+    return names
 
 
 def _is_ip(host: str) -> bool:
@@ -111,38 +136,82 @@ def _free(port: int) -> bool:
             return False
 
 
+# What the launcher passes on to the ranks when it gets a signal (they save and stop on both).
+STOP_SIGNALS = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM,
+                signal.SIGHUP: signal.SIGTERM}
+
+
 def launch(p: Plan, rank_argv: list[str], log=print) -> int:
     """Run every rank through mlx.launch; 0 when all finished, else 1 (which ranks failed is
     logged). Rank output passes through; stdin stays an open pipe (mlx.launch polls it)."""
     cmd = launch_command(p, rank_argv, free_port(p.world_size) if p.backend == "ring" else 0)
-    # Ctrl+C goes to the ranks, which save and stop together; this process and mlx.launch
-    # (which inherits the ignore) keep relaying their output until they have.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # mlx.launch and the ranks get their own session, so a signal reaches them once, from here:
+    # Ctrl+C or a SIGTERM sent to the whole group would otherwise arrive twice, and a second
+    # signal stops a rank without a checkpoint. mlx.launch dies on SIGTERM and is not signalled.
+    started: list = []
+    handlers = {sig: signal.signal(sig, lambda _, __, s=passed: started and
+                                   _signal_ranks(started[0].pid, s))
+                for sig, passed in STOP_SIGNALS.items()}
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                errors="replace")
-        failed = _relay(proc.stderr)
-        code = proc.wait()
+        started.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, errors="replace", start_new_session=True))
+        failed = _relay(started[0].stderr, started[0].pid)
+        code = started[0].wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if failed or code:
-        why = ", ".join(f"rank {r}: {'killed' if c == 'killed' else f'exit code {c}'}"
-                        for r, c in sorted(failed.items())) or f"mlx.launch exit code {code}"
-        log(f"error: the distributed run failed ({why}); the other ranks were stopped. Run "
-            "the same command again to resume from the last checkpoint.")
-        return 1
-    return 0
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    return _verdict(failed, code, log)
 
 
-def _relay(stderr) -> dict[int, str]:
-    """Pass mlx.launch's stderr through; returns {rank: exit code or "killed"} of failures."""
-    failed = {}
+def _verdict(failed: dict[int, str], code: int, log) -> int:
+    if not failed and not code:
+        return 0
+    why = ", ".join(f"rank {r}: {'killed' if c == 'killed' else f'exit code {c}'}"
+                    for r, c in sorted(failed.items())) or f"mlx.launch exit code {code}"
+    log(f"error: the distributed run failed ({why}); the other ranks were stopped. Run "
+        "the same command again to resume from the last checkpoint.")
+    return 1
+
+
+def _signal_ranks(launcher: int, sig: int) -> None:
+    """Send `sig` to mlx.launch's children: the local ranks, and the ssh of remote ones."""
+    try:
+        children = psutil.Process(launcher).children()
+    except psutil.NoSuchProcess:
+        return
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):  # it has just exited
+            child.send_signal(sig)
+
+
+def _kill_stragglers(launcher: int) -> None:
+    """SIGKILL mlx.launch and what it started, once they outlived STOP_GRACE_S after a failure."""
+    try:
+        tree = psutil.Process(launcher)
+        tree = [*tree.children(recursive=True), tree]
+    except psutil.NoSuchProcess:
+        return
+    print(f"error: ranks were still running {STOP_GRACE_S} s after a rank failed (a frozen "
+          "host or a stalled network); killed them", file=sys.stderr, flush=True)
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
+def _relay(stderr, launcher: int) -> dict[int, str]:
+    """Pass mlx.launch's stderr through; returns {rank: exit code or "killed"} of failures.
+    The first failure starts the clock on the other ranks (see STOP_GRACE_S)."""
+    failed, timer = {}, threading.Timer(STOP_GRACE_S, _kill_stragglers, (launcher,))
+    timer.daemon = True
     for line in stderr:
         sys.stderr.write(line)
         sys.stderr.flush()
         found = FAILED.search(line)
         if found:
             failed[int(found.group(1))] = found.group(3) or "killed"
+            if timer.ident is None:  # not started yet
+                timer.start()
+    timer.cancel()
     return failed
 
 
