@@ -15,4 +15,5 @@ def test_every_shipped_run_config_validates(path):
 
 
 def test_shipped_hostfile_reads():
-    assert read_hostfile(ROOT / "configs" / "two-macs.json") == ["mac1.local", "mac2.local"]
+    assert read_hostfile(ROOT / "configs" / "two-macs.json", "ring") == ["mac1.local",
+                                                                    "mac2.local"]

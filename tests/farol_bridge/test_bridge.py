@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from farol_bridge import Bridge
+from farol_bridge.ask import ask
 
 BIN = Path(sys.executable).parent
 
@@ -24,7 +25,9 @@ def test_farol_ask_prints_the_shape_the_bot_parses(tiny_4bit, trained_run):
     assert proc.returncode == 0
     assert set(reply) == {"prompt", "response", "status"}
     assert reply["status"] == "success" and reply["prompt"] == "Quem foi Hassan Nader?"
-    assert isinstance(reply["response"], str)
+    # greedy by default: the same answer as the tuned model gives in-process
+    expected = ask("Quem foi Hassan Nader?", str(tiny_4bit), str(result.run_dir), max_tokens=8)
+    assert reply["response"] == expected.text
     assert len(proc.stdout.strip().splitlines()) == 1  # nothing else on stdout
 
 

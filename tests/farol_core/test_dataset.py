@@ -1,4 +1,5 @@
 import json
+import math
 
 import mlx.core as mx
 import pytest
@@ -6,25 +7,29 @@ from farol_core.dataset import batch_order, collate, load_split, masked_loss
 from farol_core.errors import FarolError
 
 
-class Uniform:
-    """A stand-in model with equal logits everywhere: each counted token costs log(vocab)."""
+def uniform(tiny_model):
+    """The tiny mlx-lm model with its final norm zeroed: every logit is exactly 0, so each
+    counted token costs log(vocab) whatever the input."""
+    from farol_core.model import load_model
 
-    def __call__(self, x):
-        return mx.zeros((*x.shape, 8))
+    model, _ = load_model(tiny_model)
+    model.model.norm.weight = mx.zeros_like(model.model.norm.weight)
+    return model
 
 
-def test_masked_loss_counts_answer_tokens_and_no_padding():
+def test_masked_loss_counts_answer_tokens_and_no_padding(tiny_model):
     # 5 real tokens, prompt = first 2; targets are tokens 2, 3, 4 -> exactly 3 counted.
+    model = uniform(tiny_model)
     tokens, spans = collate([([1, 2, 3, 4, 5], 2)], max_seq_length=64)
     assert tokens.shape == (1, 32)  # padded to a multiple of 32
-    loss, ntoks = masked_loss(Uniform(), tokens, spans)
+    loss, ntoks = masked_loss(model, tokens, spans)
     assert ntoks.item() == 3
-    assert loss.item() == pytest.approx(float(mx.log(mx.array(8.0)).item()), rel=1e-5)
+    assert loss.item() == pytest.approx(math.log(model.args.vocab_size), rel=1e-5)
 
 
-def test_without_masking_every_next_token_counts():
+def test_without_masking_every_next_token_counts(tiny_model):
     tokens, spans = collate([([1, 2, 3, 4, 5], 0), ([1, 2], 0)], max_seq_length=64)
-    _, ntoks = masked_loss(Uniform(), tokens, spans)
+    _, ntoks = masked_loss(uniform(tiny_model), tokens, spans)
     assert ntoks.item() == 4 + 1
 
 

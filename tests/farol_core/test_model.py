@@ -25,7 +25,8 @@ def test_tiny_model_loads_with_mlx_lm_and_generates(tiny_model):
 def test_model_facts_read_the_folder(tiny_4bit):
     facts = model_facts(tiny_4bit)
     assert facts["quantization"] == {"bits": 4, "group_size": 64}
-    assert facts["size_bytes"] > 0
+    weights = list(tiny_4bit.glob("*.safetensors"))
+    assert weights and facts["size_bytes"] == sum(p.stat().st_size for p in weights)
 
 
 def test_unknown_model_path_is_a_clear_error(tmp_path):

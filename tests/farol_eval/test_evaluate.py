@@ -232,11 +232,22 @@ def test_pipes_newlines_and_html_in_texts_keep_tables_and_csv_whole():
     assert parsed[0]["category"] == "história|clube"
 
 
-def test_base_vs_tuned_chart_of_a_single_question_draws_no_whiskers(tmp_path):
+def test_base_vs_tuned_chart_of_a_single_question_draws_no_whiskers(tmp_path, monkeypatch):
+    # The bars are drawn by matplotlib as usual; the test only records the whiskers asked for.
     from farol_eval.plots import base_vs_tuned
+    from matplotlib.axes import Axes
 
-    report = _tiny_report({"base": ["Faro"], "tuned": ["Olhão"]}, ["Faro"], ["c"])
-    assert base_vs_tuned(report, tmp_path / "b.png").stat().st_size > 10_000
+    whiskers, bar = [], Axes.bar
+    monkeypatch.setattr(Axes, "bar", lambda self, *a, yerr=None, **k: whiskers.append(yerr)
+                        or bar(self, *a, yerr=yerr, **k))
+    one = _tiny_report({"base": ["Faro"], "tuned": ["Olhão"]}, ["Faro"], ["c"])
+    assert base_vs_tuned(one, tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    assert whiskers == [None] * 4  # scores and losses, base and tuned: no zero-length whisker
+    whiskers.clear()
+    two = _tiny_report({"base": ["Faro", "Loulé"], "tuned": ["Olhão", "Loulé"]},
+                       ["Faro", "Loulé"], ["c", "c"])
+    base_vs_tuned(two, tmp_path / "b2.png")
+    assert len(whiskers) == 4 and all(w is not None for w in whiskers)  # two: real intervals
 
 
 def test_a_plain_text_test_record_is_not_asked(tmp_path):

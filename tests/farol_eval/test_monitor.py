@@ -38,31 +38,57 @@ def test_finished_run_shows_the_final_state_and_returns(trained_run):
     assert snap["state"] == "finished" and snap["rows"][-1] == last
     assert f"{last['step']} / {config['training']['iters']}" in out
     assert f"{last['train_loss']:.4f} nats/token" in out and "ETA" in out and "done" in out
-    assert "GB" in out
+    assert re.search(rf"peak memory\s+{last['peak_memory_gb']:.3f} GB", out), out
 
 
 def test_waits_for_a_run_then_follows_it_to_the_end(trained_run, tmp_path):
+    # The writer moves on only when the monitor has drawn what the test claims, so each state
+    # (waiting, running, a half-written last line) is seen on every run, not when sleeps line up.
     result, _ = trained_run
     run = tmp_path / "live"
     rows = (result.run_dir / "metrics.jsonl").read_text().splitlines(True)
+    first = json.loads(rows[0])
+    console = _console()
+    failures = []
+
+    def frames(title: str) -> int:  # every redraw writes the panel's title line again
+        return console.file.getvalue().count(f"({title})")
+
+    def wait_until(ready, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert time.monotonic() < deadline, f"the monitor never drew {what}"
+            time.sleep(0.01)
 
     def write_run():  # the way training writes: config first, then rows appended over time
-        time.sleep(0.2)
-        run.mkdir()
-        (run / "config.json").write_text((result.run_dir / "config.json").read_text())
-        for row in rows:
+        try:
+            wait_until(lambda: "waiting for the first report" in console.file.getvalue(),
+                       "its waiting view")
+            run.mkdir()
+            (run / "config.json").write_text((result.run_dir / "config.json").read_text())
             with open(run / "metrics.jsonl", "a") as f:
-                f.write(row[:20])  # a half-written line must be left for the next read
+                f.write(rows[0])
                 f.flush()
-                time.sleep(0.05)
-                f.write(row[20:])
-            time.sleep(0.05)
+                wait_until(lambda: frames("running") > 0, "a running view")
+                f.write(rows[1][:20])  # a half-written line must be left for the next read
+                f.flush()
+                seen = frames("running")
+                wait_until(lambda: frames("running") >= seen + 2, "a frame after the half line")
+                assert read_metrics(run) == [first]
+                last_frame = console.file.getvalue().rsplit("farol monitor:", 1)[1]
+                assert f"{first['step']} / " in last_frame, last_frame
+                f.write(rows[1][20:])
+                for row in rows[2:]:
+                    f.write(row)
+                    f.flush()
+        except Exception as e:  # an assertion here fails the test below, not the thread
+            failures.append(e)
 
     writer = threading.Thread(target=write_run)
     writer.start()
-    console = _console()
-    snap = monitor(run, refresh=0.05, max_updates=400, console=console)
+    snap = monitor(run, refresh=0.02, max_updates=3000, console=console)
     writer.join()
+    assert not failures, failures[0]
     out = console.file.getvalue()
     assert "waiting for the first report" in out and "(running)" in out
     assert snap["state"] == "finished" and len(snap["rows"]) == len(rows)

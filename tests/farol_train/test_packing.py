@@ -3,6 +3,7 @@
 import mlx.core as mx
 import numpy as np
 from farol_core.dataset import collate, load_split, masked_loss
+from farol_core.io import read_log
 from farol_core.model import load_model
 from farol_train import train
 from farol_train.packing import collate_packed, pack, packed_loss, real_token_share
@@ -35,7 +36,11 @@ def test_a_packed_run_trains_and_resumes(tiny_4bit, processed, tmp_path):
     assert len(steps) == 4
     more = train(config, iters=6, log=lambda _: None)
     assert more.resumed_from == 4 and more.steps == 6
-    assert mx.load(str(tmp_path / "packed" / "adapters.safetensors"))
+    rows = read_log(tmp_path / "packed" / "steps.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # 5 and 6 continue the first run
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    weights = mx.load(str(tmp_path / "packed" / "adapters.safetensors"))
+    assert weights and {k.rsplit(".", 1)[1] for k in weights} == {"lora_a", "lora_b"}
 
 
 def test_real_token_share_of_padded_batches_and_packed_rows():

@@ -110,8 +110,18 @@ def test_the_packing_check_gives_the_bound_and_suggests_packing_when_it_pays(tin
         cfg["training"].update(batch_size=4, max_seq_length=256)
         return {c.name: c for c in run_checks(cfg)}["packing"]
 
+    # The bound is packed over padded real-token share (both worked by hand in test_packing).
+    from farol_core.dataset import load_split
+    from farol_core.model import load_tokenizer
+    from farol_train.packing import real_token_share
+    from farol_train.preflight import PACKING_WORTH
+
+    share = real_token_share(load_split(processed / "train.jsonl", load_tokenizer(tiny_4bit)),
+                             4, 256)
+    bound = share["packed"] / share["unpacked"]
     sample = packing(processed)  # length-sorted batches of the sample pad little
-    assert "packing gains at most 1.1" in sample.detail and sample.fix == ""
+    assert f"packing gains at most {bound:.2f}x" in sample.detail
+    assert 1 <= bound < PACKING_WORTH and sample.fix == ""
     # Examples just over 32 tokens pad to 64 in every batch (about 40 tokens each here).
     short = [{"messages": [{"role": "user", "content": f"Quem marcou o golo da vitória em {y}?"},
                            {"role": "assistant", "content": "Ninguém, foi empate."}]}

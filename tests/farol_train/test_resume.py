@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import mlx.core as mx
 import numpy as np
@@ -347,13 +348,20 @@ def test_epochs_early_stopping_and_alpha(tiny_4bit, processed, tmp_path):
 
 
 def test_the_memory_watchdog_samples_in_the_background():
+    # Counted where the watchdog reads the resident memory, and never sampled from here: the
+    # guard must go on sampling by itself (a fixed sleep proved only that it sampled once).
     from farol_train.guards import MemoryGuard
 
     guard = MemoryGuard(1.0)
+    reads, real = [], guard.process.memory_info
+    guard.process = types.SimpleNamespace(memory_info=lambda: reads.append(1) or real())
     try:
-        time.sleep(MemoryGuard.INTERVAL_S * 1.5)
-        assert guard.highest > 0 and guard.exceeded() is None
-        assert guard._thread.is_alive()
+        deadline = time.monotonic() + 30
+        while len(reads) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(reads) >= 2, "the watchdog did not sample again in the background"
+        assert guard.highest >= real().rss // 2 and guard._thread.is_alive()
+        assert guard.exceeded() is None
     finally:
         guard.release()
     assert not guard._thread.is_alive()
