@@ -44,6 +44,9 @@ CALLS = [
     ("mlx_lm.models.cache.make_prompt_cache", ["model"]),
     ("mlx.nn.quantize", ["model", "group_size", "bits"]),
     ("mlx.optimizers.clip_grad_norm", ["grads", "max_norm"]),
+    # the training step and checkpoint restore (farol_train.loop, farol_train.checkpoint)
+    ("mlx.utils.tree_map", ["fn", "tree"]),
+    ("mlx.utils.tree_map_with_path", ["fn", "tree"]),
     ("mlx.core.random.randint", ["low", "high", "shape", "key"]),
     ("mlx.core.random.key", ["seed"]),
     # distributed training (farol_train.distributed)
