@@ -3,7 +3,7 @@ import math
 
 import mlx.core as mx
 import pytest
-from farol_core.dataset import batch_order, collate, load_split, masked_loss
+from farol_core.dataset import batch_order, collate, evaluate_loss, load_split, masked_loss, spread
 from farol_core.errors import FarolError
 
 
@@ -39,6 +39,24 @@ def test_batches_are_length_sorted_and_keep_the_tail_on_request():
     assert batch_order(examples, 2, drop_last=False)[-1] == [0]
     with pytest.raises(FarolError, match="larger than the split"):
         batch_order(examples, 6)
+
+
+def test_a_few_validation_batches_cover_every_length_not_the_shortest():
+    # Length-sorted batches: taking the first n would score only the shortest examples.
+    batches = [[i] for i in range(10)]
+    assert spread(batches, 2) == [[2], [7]]
+    assert spread(batches, 5) == [[1], [3], [5], [7], [9]]
+    assert spread(batches, -1) == spread(batches, 10) == spread(batches, 99) == batches
+
+
+def test_evaluate_loss_uses_the_spread_batches(tiny_model):
+    from farol_core.model import load_model
+
+    model, _ = load_model(tiny_model)
+    examples = [(list(range(1, n + 1)), 0) for n in (4, 8, 16, 24, 40)]
+    _, counted = evaluate_loss(model, examples, 1, 64, max_batches=2)
+    # One batch from the middle of each half of the lengths (8 and 24), not the two shortest.
+    assert counted == (8 - 1) + (24 - 1)
 
 
 def test_a_malformed_line_names_file_and_line(tmp_path, tiny_model):

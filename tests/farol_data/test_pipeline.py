@@ -71,6 +71,7 @@ def test_category_cap_is_deterministic_by_seed_and_loses_nothing(tmp_path):
         assert out.report["categories"] == {"clube": 5, "cidade": 3}
         assert out.report["capped"] == 7 and out.report["rejected"] == 7
         assert out.report["read"] == 15
+        assert out.report["formats"] == {"completion": 8}  # the kept ones, after the cap
         return [r["source"] for r in out.splits["train"]]
 
     assert kept(1, "a") == kept(1, "b")

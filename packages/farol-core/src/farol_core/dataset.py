@@ -117,15 +117,22 @@ def masked_loss(model, tokens: mx.array, spans: mx.array) -> tuple[mx.array, mx.
     return ce.astype(mx.float32).sum() / mx.maximum(ntoks, 1), ntoks
 
 
+def spread(batches: list, n: int) -> list:
+    """`n` of the length-sorted `batches`, evenly spaced (all of them for n < 0): the first n
+    would hold only the shortest examples and bias the loss toward them."""
+    if n < 0 or n >= len(batches):
+        return batches
+    return [batches[int((k + 0.5) * len(batches) / n)] for k in range(n)]  # one per equal slice
+
+
 def evaluate_loss(model, examples: list[Example], batch_size: int, max_seq_length: int,
                   max_batches: int = -1) -> tuple[float, int]:
-    """Token-weighted mean loss over (up to `max_batches` of) a split, and the token count."""
+    """Token-weighted mean loss over a split (or `max_batches` of its batches, spread over the
+    lengths), and the token count."""
     total, count = mx.array(0.0), mx.array(0)
-    batches = iterate_batches(examples, min(batch_size, len(examples)), max_seq_length,
-                              drop_last=False)
-    for n, (tokens, spans) in enumerate(batches):
-        if n == max_batches:
-            break
+    order = batch_order(examples, min(batch_size, len(examples)), drop_last=False)
+    for batch in spread(order, max_batches):
+        tokens, spans = collate([examples[i] for i in batch], max_seq_length)
         loss, ntoks = masked_loss(model, tokens, spans)
         total, count = total + loss * ntoks, count + ntoks
         mx.eval(total, count)

@@ -54,14 +54,12 @@ class Tally:
     rejects: Spool = field(default_factory=Spool)
     reasons: Counter = field(default_factory=Counter)
     duplicates: list[dict] = field(default_factory=list)
-    formats: Counter = field(default_factory=Counter)
     seen: dict[bytes, str] = field(default_factory=dict)
     first_reject: dict | None = None
 
     def keep(self, fmt: str, record: dict) -> None:
-        self.formats[fmt] += 1
         self.kept.append({"offset": self.records.add(record), "group": record["group"],
-                          "category": record["category"]})
+                          "category": record["category"], "format": fmt})
 
     def reject(self, reject: dict) -> None:
         self.reasons[reject["reason"]] += 1

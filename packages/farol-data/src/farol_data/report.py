@@ -34,7 +34,7 @@ def build_report(cfg: dict, tally, kept: list[dict], capped: int, splits: dict, 
         "capped": capped,
         "splits": {name: len(entries) for name, entries in splits.items()},
         "groups": {name: len({e["group"] for e in entries}) for name, entries in splits.items()},
-        "formats": dict(tally.formats),
+        "formats": dict(Counter(e["format"] for e in kept)),  # after the category cap
         "categories": dict(Counter(e["category"] for e in kept).most_common()),
         "reject_reasons": _reason_counts(tally.reasons),
         "duplicate_of": tally.duplicates,

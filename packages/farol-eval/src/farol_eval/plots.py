@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from farol_eval.report import LABELS  # noqa: E402
 from farol_eval.runlog import read_metrics, series  # noqa: E402
 
-STEP = "step (optimizer iterations)"
+STEP = "step (training batches)"
 LOSS = "loss (nats per token)"
 SCORE_METRICS = ("exact_match", "token_f1", "rouge_l")
 

@@ -510,7 +510,8 @@ def make_step(model, optimizer, accumulation: int, checkpointing: bool, pending:
 class Window:
     """Loss, tokens and step time since the last report, turned into one metrics row.
 
-    Rates use step time only (batch, forward, backward, update), not evaluation or saving.
+    Rates use step time only (forward, backward, update), not building the batch, evaluation
+    or saving.
     """
 
     def __init__(self):
