@@ -16,7 +16,8 @@ import pytest
 
 # (dotted path, parameters Farol passes by name or position, in order where position matters)
 CALLS = [
-    ("mlx_lm.load", ["path_or_hf_repo", "tokenizer_config", "model_config", "adapter_path"]),
+    ("mlx_lm.load", ["path_or_hf_repo", "tokenizer_config", "model_config", "adapter_path",
+                     "return_config"]),
     ("mlx_lm.convert", ["hf_path", "mlx_path", "quantize", "q_group_size", "q_bits"]),
     ("mlx_lm.stream_generate", ["model", "tokenizer", "prompt", "max_tokens"]),
     ("mlx_lm.batch_generate", ["model", "tokenizer", "prompts", "max_tokens"]),
@@ -32,7 +33,6 @@ CALLS = [
                                        "prompt_cache"]),
     ("mlx_lm.sample_utils.make_logits_processors", ["repetition_penalty"]),
     # farol-train: fuse, GGUF export, the memory measurement, and mlx-lm's trainer (tests)
-    ("mlx_lm.utils.load", ["path_or_hf_repo", "adapter_path", "return_config"]),
     ("mlx_lm.utils.save", ["dst_path", "src_path_or_repo", "model", "tokenizer", "config",
                            "donate_model"]),
     ("mlx_lm.utils.dequantize_model", ["model"]),

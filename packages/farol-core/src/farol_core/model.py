@@ -57,21 +57,23 @@ def _check_adapter_config(path: Path) -> None:
                          hint="train one with `invoke train`")
 
 
-def load_model(model_path: str | Path, adapter_path: str | Path | None = None):
-    """(model, tokenizer) via `mlx_lm.load`, with Farol's chat template installed. The adapter
-    is applied in a second step, so an error names the folder at fault."""
+def load_model(model_path: str | Path, adapter_path: str | Path | None = None,
+               return_config: bool = False):
+    """(model, tokenizer), plus the model's config with `return_config`, via `mlx_lm.load`,
+    with Farol's chat template installed. The adapter is applied in a second step, so an error
+    names the folder at fault."""
     model_path = check_model_dir(model_path)
     if adapter_path is not None:
         adapter_path = check_adapter_dir(adapter_path)
     try:
-        model, tokenizer = load(str(model_path))
+        model, tokenizer, *config = load(str(model_path), return_config=return_config)
     # RuntimeError: mlx's safetensors reader on a truncated or corrupt weights file.
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
         raise FarolError(f"Could not load {model_path}: {e}") from None
     if adapter_path is not None:
         apply_adapter(model, adapter_path, model_path)
     template.install(tokenizer)
-    return model, tokenizer
+    return (model, tokenizer, *config)
 
 
 def apply_adapter(model, adapter_path: str | Path, model_path: str | Path | None = None) -> None:

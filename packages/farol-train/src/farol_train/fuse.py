@@ -5,10 +5,10 @@ from pathlib import Path
 
 from farol_core.errors import FarolError
 from farol_core.io import staged_dir
-from farol_core.model import apply_adapter, check_adapter_dir, check_model_dir
+from farol_core.model import check_adapter_dir, check_model_dir, load_model
 from mlx.utils import tree_flatten, tree_unflatten
 from mlx_lm.gguf import convert_to_gguf
-from mlx_lm.utils import dequantize_model, load, save
+from mlx_lm.utils import dequantize_model, save
 
 GGUF_ARCHITECTURES = ("llama", "mistral", "mixtral")
 
@@ -22,7 +22,8 @@ def fuse(model: str | Path, adapter: str | Path, out: str | Path, dequantize: bo
     """
     out, adapter = Path(out), Path(adapter)
     _check_inputs(Path(model), adapter, out, gguf, force)
-    net, tokenizer, config = _load(Path(model), adapter)
+    # A broken base, or an adapter trained on another model, is a one-line FarolError.
+    net, tokenizer, config = load_model(model, adapter, return_config=True)
     fused = [(n, m.fuse(dequantize=dequantize or bool(gguf)))
              for n, m in net.named_modules() if hasattr(m, "fuse")]
     net.update_modules(tree_unflatten(fused))
@@ -41,9 +42,6 @@ def _check_inputs(model: Path, adapter: Path, out: Path, gguf: str | None, force
     """Every refusal before the (slow) load, so a refused run has written nothing."""
     if out.exists() and not force:
         raise FarolError(f"{out} already exists", hint="pick another --out or pass --force")
-    if not (adapter / "adapters.safetensors").is_file():
-        raise FarolError(f"no adapter in {adapter}",
-                         hint="point --adapter at runs/<name> (or runs/<name>/adapters)")
     check_adapter_dir(adapter)
     check_model_dir(model)
     # --force replaces OUT whole: pointed at the base or the run, it would delete them.
@@ -58,17 +56,6 @@ def _check_inputs(model: Path, adapter: Path, out: Path, gguf: str | None, force
     if gguf and model_type not in GGUF_ARCHITECTURES:
         raise FarolError(f"GGUF export supports {', '.join(GGUF_ARCHITECTURES)} models, "
                          f"not {model_type}", hint="use `farol-train fuse` for an MLX model")
-
-
-def _load(model: Path, adapter: Path):
-    """(model, tokenizer, config) with the adapter applied; a broken base or an adapter trained
-    on another model is a one-line FarolError (farol_core.model.apply_adapter)."""
-    try:
-        net, tokenizer, config = load(str(model), return_config=True)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
-        raise FarolError(f"Could not load {model}: {e}") from None
-    apply_adapter(net, adapter, model)
-    return net, tokenizer, config
 
 
 def export_gguf(folder: Path, net, config: dict, path: Path) -> Path:
