@@ -16,7 +16,7 @@ from farol_core.model import load_model
 from farol_train import quantize, train
 from farol_train.cli import main
 from farol_train.data_order import answerable, trained_tokens
-from farol_train.loop import make_step, resolve
+from farol_train.loop import convert_alpha, make_step, resolve
 from farol_train.lora import apply_lora
 from mlx.utils import tree_flatten
 from mlx_lm import load
@@ -136,3 +136,11 @@ def test_max_grad_norm_clips_each_update(tiny_4bit, processed):
 
     assert moved(1e-3) == pytest.approx(1e-3, rel=1e-3)
     assert moved(None) > 1e-2
+
+
+def test_alpha_given_with_scale_wins_and_the_note_names_the_replaced_scale():
+    cfg = resolve({"lora": {"rank": 8, "alpha": 16, "scale": 10.0}})
+    note = convert_alpha(cfg)
+    assert cfg["lora"]["scale"] == 2.0 and "alpha" not in cfg["lora"]
+    assert note.endswith("it replaces lora.scale 10")
+    assert convert_alpha(resolve({"lora": {"scale": 10.0}})) is None

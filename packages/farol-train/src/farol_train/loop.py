@@ -99,9 +99,11 @@ def convert_alpha(cfg: dict) -> str | None:
     alpha = cfg["lora"].pop("alpha", None)
     if alpha is None:
         return None
-    cfg["lora"]["scale"] = alpha / cfg["lora"]["rank"]
+    replaced, cfg["lora"]["scale"] = cfg["lora"]["scale"], alpha / cfg["lora"]["rank"]
+    # Name the scale it replaces: the schema's default, or one the user also wrote.
     return (f"note: lora.alpha {alpha} with rank {cfg['lora']['rank']} is "
-            f"lora.scale {cfg['lora']['scale']:g} in mlx-lm's terms")
+            f"lora.scale {cfg['lora']['scale']:g} in mlx-lm's terms; it replaces "
+            f"lora.scale {replaced:g}")
 
 
 def learning_rate_schedule(training: dict):
