@@ -95,11 +95,13 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(reference, tmp_path):
     assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12, 14]
 
 
-def test_resume_between_two_accumulation_steps_matches_an_uninterrupted_run(tiny_4bit, processed,
-                                                                           tmp_path):
+@pytest.mark.parametrize("pack", [False, True], ids=["padded", "packed"])
+def test_resume_between_two_accumulation_steps_matches_an_uninterrupted_run(pack, tiny_4bit,
+                                                                           processed, tmp_path):
     # Step 9 falls between two updates (accumulation 2), so its checkpoint holds the pending
-    # gradient; restoring it once failed on the model's empty `layer_types` branch.
-    config = quick(tiny_4bit, processed, tmp_path / "runs", keep_checkpoints=5)
+    # gradient; restoring it once failed on the model's empty `layer_types` branch. Packed rows
+    # are built from the saved order too, so the packed run must resume as exactly.
+    config = quick(tiny_4bit, processed, tmp_path / "runs", keep_checkpoints=5, pack=pack)
     whole = train(config, log=lambda _: None)
     run_dir = tmp_path / "copy" / "quick"
     shutil.copytree(whole.run_dir, run_dir)
@@ -109,6 +111,7 @@ def test_resume_between_two_accumulation_steps_matches_an_uninterrupted_run(tiny
     logs = []
     train({**config, "runs_dir": str(tmp_path / "copy")}, log=logs.append)
     assert any("from step-0000009" in line for line in logs)
+    assert json.loads((run_dir / "config.json").read_text())["training"]["pack"] is pack
     expected, got = step_losses(whole.run_dir), step_losses(run_dir)
     np.testing.assert_allclose([got[s] for s in range(1, 15)],
                                [expected[s] for s in range(1, 15)], atol=1e-5)
