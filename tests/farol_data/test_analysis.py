@@ -1,5 +1,6 @@
 """Token lengths with the base model's own tokenizer, and the max_seq_length recommendation."""
 
+import io
 import json
 
 import pytest
@@ -50,3 +51,18 @@ def test_cli_prints_the_accounting_and_the_token_summary(tiny_model, tmp_path):
     bad = CliRunner().invoke(main, ["prepare", "--input", str(SAMPLE_QA), "--out",
                                     str(tmp_path / "x"), "--tokenizer", str(tmp_path / "none")])
     assert bad.exit_code == 1 and "Tokenizer folder not found" in bad.output
+
+
+def test_the_summary_shows_a_long_output_path_whole(tmp_path):
+    from farol_data.console import summary_table
+    from rich.console import Console
+
+    out = tmp_path / ("a-long-folder-name-" * 6) / "processed"
+    report = prepare([SAMPLE_QA], out).report
+    console = Console(width=60, record=True, file=io.StringIO())
+    console.print(summary_table(report, out))
+    # The value column's pieces, row by row, from "wrote" to the bottom border.
+    lines = console.export_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "wrote" in line)
+    cells = [line.split("│")[2].strip() for line in lines[start:] if line.count("│") == 3]
+    assert "".join(cells) == f"{out}/"

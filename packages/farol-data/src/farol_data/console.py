@@ -33,6 +33,8 @@ def prepare_with_console(inputs: list, out_dir, console: Console | None = None,
 def summary_table(report: dict, out_dir: Path) -> Table:
     """read = kept + rejected + duplicates, splits, diversity and tokens, in one short table."""
     table = Table(title="farol-data prepare", show_header=False)
+    table.add_column()
+    table.add_column(overflow="fold")  # a long output path wraps instead of ending in "…"
     table.add_row("read", f"{report['read']} = kept {report['kept']} + rejected "
                           f"{report['rejected']} + duplicates {report['duplicates']}")
     table.add_row("duplicates", f"{report['exact_duplicates']} exact, "

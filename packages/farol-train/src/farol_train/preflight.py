@@ -81,7 +81,9 @@ def report(cfg: dict, console: Console | None = None) -> bool:
     """Print the checks as a table, then the profiles that fit; True when nothing failed."""
     console = console or Console(width=160)
     checks = run_checks(cfg)
-    table = Table("check", "status", "detail", "fix")
+    table = Table("check", "status")
+    for name in ("detail", "fix"):  # paths wrap instead of ending in "…"
+        table.add_column(name, overflow="fold")
     colours = {"pass": "green", "warn": "yellow", "fail": "red"}
     for c in checks:
         table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", c.detail, c.fix)
