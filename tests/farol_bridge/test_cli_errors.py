@@ -34,3 +34,17 @@ def test_ask_with_a_blank_question_is_an_error_line(tiny_4bit):
     reply = json.loads(proc.stdout)
     assert proc.returncode == 1 and reply["status"] == "error"
     assert reply["error"] == "the question is empty"
+
+
+def test_ask_with_a_question_that_is_not_utf8_still_prints_json(tiny_4bit):
+    # Latin-1 bytes in a UTF-8 locale's argv become lone surrogates, which the UTF-8 stdout
+    # refused: a traceback and an empty stdout, where the bot parses JSON.
+    import json
+    import os
+
+    proc = subprocess.run([str(BIN / "farol-ask"), "Faro ação".encode("latin-1"), "--model",
+                           str(tiny_4bit), "--max-tokens", "2"], capture_output=True, timeout=120,
+                          env={**os.environ, "PYTHONUTF8": "1"})
+    reply = json.loads(proc.stdout)
+    assert proc.returncode == 0 and reply["status"] == "success", proc.stderr
+    assert reply["prompt"] == "Faro a\ufffd\ufffdo"

@@ -78,6 +78,14 @@ def test_generate_with_messages_and_every_option(bridge):
     assert first["usage"]["prompt_tokens"] > 5
 
 
+def test_integral_floats_are_integers(bridge):
+    # JSON Schema accepts 3.0 for an integer field (Python's json.dumps writes a float seed so),
+    # but mlx's seed() refused it and the request failed as `internal`.
+    for extra in ({"seed": 3.0}, {"seed": 3.0, "temperature": 0.7}, {"max_tokens": 2.0}):
+        reply, _ = handle(bridge, json.dumps({"id": 1, "op": "generate", "prompt": "Olá", **extra}))
+        assert reply["status"] == "ok", (extra, reply)
+
+
 def test_info_names_model_versions_device_and_limits(bridge, tiny_4bit):
     reply, _ = handle(bridge, '{"id": 1, "op": "info"}')
     assert reply["model"] == str(tiny_4bit) and reply["adapter"] is None

@@ -3,8 +3,13 @@
 import json
 import random
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 from farol_bridge.protocol import MAX_LINE_BYTES
+
+BIN = Path(sys.executable).parent
 
 PROMPTS = ["Quem foi Hassan Nader?", "Olá", "Em que ano foi fundado o Farense?",
            "Fala-me do Estádio de São Luís", "Quem treinou o Farense em 1990?"]
@@ -111,3 +116,31 @@ def test_sigterm_when_idle_exits_0(server):
     server.final(1)
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(30) == 0
+
+
+def test_lone_surrogates_in_a_prompt_are_answered_with_the_id(server):
+    # JSON.stringify sends half an emoji that a client cut off as "\ud83d". The tokenizer
+    # refused it, and the id-less internal error left the client waiting for its timeout.
+    server.send(b'{"id": 1, "op": "generate", "prompt": "Ol\\u00e1 \\ud83d", "max_tokens": 2}\n',
+                b'{"id": 2, "op": "generate", "max_tokens": 2,'
+                b' "messages": [{"role": "user", "content": "\\udc00 Farense"}]}\n')
+    assert [server.final(i, timeout=10)["status"] for i in (1, 2)] == ["ok", "ok"]
+
+
+def test_a_closed_stdout_cancels_the_work_and_exits_0(tiny_4bit):
+    # The client went away (its end of stdout is closed; stdin may stay open): nobody can read
+    # the answers, so the bridge must not go on generating 4 x 2000 tokens, then wait for input.
+    proc = subprocess.Popen([str(BIN / "farol-bridge"), "serve", "--model", str(tiny_4bit)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        proc.stdout.readline()  # ready
+        proc.stdin.write(b"".join(json.dumps(generate(i, "Olá", max_tokens=2000, stream=True))
+                                  .encode() + b"\n" for i in range(4)))
+        proc.stdin.flush()
+        proc.stdout.readline()  # the first token line
+        proc.stdout.close()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()

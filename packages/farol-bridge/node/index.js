@@ -190,7 +190,11 @@ class Bridge {
     const id = this.nextId++;
     const onToken = (t) => { queue.push(t); push(); };
     const reply = this.request('generate', fields, { ...options, id, onToken });
-    reply.then(() => { finished = true; push(); }, (err) => { failure = err; push(); });
+    reply.then(() => {
+      this.failures = 0; // a streamed answer resets the restart backoff too, as in ask()
+      finished = true;
+      push();
+    }, (err) => { failure = err; push(); });
     try {
       while (true) {
         if (queue.length) yield queue.shift();

@@ -152,3 +152,17 @@ test('a request made just before close() rejects as closed, not as an exit', asy
   await bridge.close();
   await late;
 });
+
+test('a streamed answer resets the restart count, as an answer from ask does', async (t) => {
+  const bridge = createBridge(bridgeOptions({ restart: { minDelayMs: 10, maxRestarts: 1 } }));
+  t.after(() => bridge.close());
+  const answer = async () => { for await (const piece of bridge.stream('Olá', { max_tokens: 2 })) assert.ok(piece); };
+  for (let crash = 0; crash < 2; crash += 1) { // two crashes, each after a good streamed answer
+    await answer();
+    const pid = bridge.pid;
+    process.kill(pid, 'SIGKILL');
+    while (bridge.pid === pid) await new Promise((r) => setTimeout(r, 20));
+  }
+  await answer(); // only one failure in a row: maxRestarts 1 still allows this restart
+  assert.equal(bridge.starts, 3);
+});

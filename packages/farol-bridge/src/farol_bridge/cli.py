@@ -7,6 +7,7 @@ import click
 from farol_core.errors import FarolError, exit_on_error
 
 from farol_bridge.ask import ask
+from farol_bridge.protocol import clean_text
 from farol_bridge.server import Bridge, protocol_stdout, serve
 
 
@@ -48,6 +49,7 @@ def _load(model, adapter_path, **limits) -> Bridge:
 @click.option("--temperature", type=click.FloatRange(min=0), default=None)
 def ask_main(question, model, adapter_path, max_tokens, temperature):
     """Answer QUESTION and print {"prompt", "response", "status"} as JSON."""
+    question = clean_text(question)  # argv bytes that are not UTF-8 arrive as lone surrogates
     with protocol_stdout() as out:
         try:
             answer = ask(question, model, adapter_path, max_tokens, temperature)

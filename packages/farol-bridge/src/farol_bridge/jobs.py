@@ -72,7 +72,8 @@ class Job:
         head = self.text[:end]
         hold = max((k for s in self.stop for k in range(1, len(s)) if head.endswith(s[:k])),
                    default=0)
-        return end - hold
+        # The space before a held tail is trailing too: a stop string may still cut it off.
+        return len(head[:end - hold].rstrip())
 
     def _stream_upto(self, end: int) -> None:
         start = max(self._sent, len(self.text) - len(self.text.lstrip()))
@@ -89,8 +90,10 @@ class Job:
                generation_tps: float | None = None) -> dict:
         """Stream the rest, then emit and return the final reply."""
         self.finish_reason = self.finish_reason or reason or "length"
+        lead = len(self.text) - len(self.text.lstrip())
         self.text = self.text.strip()
-        self._sent = min(self._sent, len(self.text))
+        # `_sent` counted the leading whitespace that strip() just removed.
+        self._sent = min(max(self._sent - lead, 0), len(self.text))
         self._stream_upto(len(self.text))
         reply = protocol.ok(self.id, response=self.text, finish_reason=self.finish_reason,
                             usage={"prompt_tokens": len(self.tokens),

@@ -5,6 +5,7 @@ checked against theirs with jsonschema, and the tests check every reply against 
 """
 
 import json
+import re
 from functools import cache
 from importlib import resources
 
@@ -15,6 +16,7 @@ OPS = ("generate", "ping", "info", "cancel", "shutdown")
 ERROR_CODES = ("bad_json", "bad_request", "unknown_op", "too_long", "duplicate_id", "cancelled",
                "shutting_down", "internal")
 MAX_LINE_BYTES = 1 << 20
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class RequestError(Exception):
@@ -87,6 +89,14 @@ def _valid_id(rid) -> bool:
 
 def _short(message: str, limit: int = 300) -> str:
     return message if len(message) <= limit else message[:limit] + "..."
+
+
+def clean_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD.
+
+    JSON may carry one ("\\ud83d": half an emoji a client cut off), and so may argv (bytes that
+    are not UTF-8), but neither UTF-8 nor a tokenizer can encode it."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def check_reply(reply: dict) -> None:

@@ -53,13 +53,14 @@ class Bridge:
     def job(self, request: dict, emit) -> Job:
         """A checked generate request as a Job: prompt tokenized, length and max_tokens capped."""
         rid, lim = request["id"], self.limits
-        source = request.get("prompt", request.get("messages"))
-        tokens = prompt_tokens(self.tokenizer, source, lim["system_prompt"])
+        tokens = prompt_tokens(self.tokenizer, _source(request), lim["system_prompt"])
         if len(tokens) > lim["max_prompt_tokens"]:
             raise RequestError("too_long", f"prompt has {len(tokens)} tokens; the limit is "
                                f"{lim['max_prompt_tokens']}", rid)
         max_tokens = min(request.get("max_tokens", lim["max_tokens"]), lim["max_tokens_cap"])
         options = {k: request[k] for k in SAMPLING if k in request}
+        if "seed" in options:  # JSON Schema counts 3.0 as an integer; mlx's seed() takes no float
+            options["seed"] = int(options["seed"])
         options.setdefault("temperature", lim["temperature"])
         options.setdefault("top_p", lim["top_p"])
         return Job(id=rid, tokens=tokens, max_tokens=max_tokens, emit=emit, **options)
@@ -68,6 +69,7 @@ class Bridge:
         """(final reply, keep serving) for one line, generating in this thread; never raises.
 
         Streamed token lines are dropped here; `serve` is the full server."""
+        rid = None
         try:
             request = protocol.parse_request(line)
             rid, op = request["id"], request["op"]
@@ -79,7 +81,7 @@ class Bridge:
         except RequestError as e:
             return protocol.error(e.request_id, e.code, e.message), True
         except Exception as e:  # the bridge must outlive any single request
-            return protocol.error(None, "internal", f"{type(e).__name__}: {e}"), True
+            return protocol.error(rid, "internal", f"{type(e).__name__}: {e}"), True
 
     def answer(self, request: dict) -> dict:
         """The reply to ping, info or shutdown."""
@@ -100,19 +102,30 @@ def _drop(_line: dict) -> None:
     pass
 
 
-class Emitter:
-    """Writes whole protocol lines to stdout, one thread at a time."""
+def _source(request: dict) -> str | list[dict]:
+    """The request's prompt or messages, with lone surrogates as U+FFFD so they can be tokenized."""
+    if "prompt" in request:
+        return protocol.clean_text(request["prompt"])
+    return [{**m, "content": protocol.clean_text(m["content"])} for m in request["messages"]]
 
-    def __init__(self, stdout: IO[str]):
-        self.stdout, self.lock = stdout, threading.Lock()
+
+class Emitter:
+    """Writes whole protocol lines to stdout, one thread at a time; calls `on_broken` when a
+    write fails because the client went away."""
+
+    def __init__(self, stdout: IO[str], on_broken=lambda: None):
+        self.stdout, self.lock, self.on_broken = stdout, threading.Lock(), on_broken
 
     def __call__(self, obj: dict) -> None:
         line = json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n"
         if not _utf8_ok(line):  # a lone surrogate (say, in an echoed id): escape it, don't drop
             line = json.dumps(obj, allow_nan=False) + "\n"
-        with self.lock, contextlib.suppress(OSError, ValueError):  # the client went away
-            self.stdout.write(line)
-            self.stdout.flush()
+        try:
+            with self.lock:
+                self.stdout.write(line)
+                self.stdout.flush()
+        except (OSError, ValueError):  # EPIPE or a closed stdout: no answer can arrive now
+            self.on_broken()
 
 
 def _utf8_ok(text: str) -> bool:
@@ -124,10 +137,11 @@ def _utf8_ok(text: str) -> bool:
 
 
 def serve(bridge: Bridge, stdin: IO[bytes], stdout: IO[str]) -> int:
-    """Answer stdin until EOF or `shutdown` (after finishing current work) or SIGTERM (after
-    cancelling it); returns the exit status, 0."""
-    out = Emitter(stdout)
+    """Answer stdin until EOF or `shutdown` (after finishing current work), or SIGTERM or a
+    closed stdout (after cancelling it); returns the exit status, 0."""
     worker = Worker(bridge.model, bridge.tokenizer)
+    # A client that went away reads no answer: stop generating for it, and exit.
+    out = Emitter(stdout, on_broken=lambda: worker.abort("stdout is closed"))
     restore = _on_sigterm(lambda: worker.abort("the bridge received SIGTERM"))
     out(bridge.ready())
     final: list[dict] = []
@@ -163,6 +177,7 @@ def _read(bridge: Bridge, worker: Worker, out: Emitter, stdin, final: list) -> N
 
 def _route(bridge: Bridge, worker: Worker, out: Emitter, raw: bytes | None, final: list) -> bool:
     """Answer or queue one line; False after `shutdown`."""
+    rid = None
     try:
         if raw is None:
             raise RequestError("too_long", f"line longer than {MAX_LINE_BYTES} bytes")
@@ -181,7 +196,8 @@ def _route(bridge: Bridge, worker: Worker, out: Emitter, raw: bytes | None, fina
     except RequestError as e:
         out(protocol.error(e.request_id, e.code, e.message))
     except Exception as e:  # the bridge must outlive any single request
-        out(protocol.error(None, "internal", f"{type(e).__name__}: {e}"))
+        # With the id, if it was read, the client stops waiting for this request.
+        out(protocol.error(rid, "internal", f"{type(e).__name__}: {e}"))
     return True
 
 
