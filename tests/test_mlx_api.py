@@ -24,7 +24,6 @@ CALLS = [
     ("mlx_lm.tuner.utils.linear_to_lora_layers", ["model", "num_layers", "config"]),
     ("mlx_lm.utils.load_adapters", ["model", "adapter_path"]),
     ("mlx_lm.utils.load_tokenizer", ["model_path"]),
-    ("mlx_lm.tuner.utils.remove_lora_layers", ["model"]),
     ("mlx_lm.generate.BatchGenerator", ["model", "max_tokens", "stop_tokens", "sampler",
                                         "completion_batch_size"]),
     ("mlx_lm.tuner.trainer.grad_checkpoint", ["layer"]),
@@ -145,6 +144,23 @@ def test_lora_config_keys_and_adapter_loading_contract(tmp_path):
         model.trainable_parameters())]
     assert names == ["model.layers.1.self_attn.q_proj.lora_a",
                      "model.layers.1.self_attn.q_proj.lora_b"]
+
+
+def test_adapter_layers_wrap_the_base_layer_where_eval_takes_it_back():
+    """farol_eval.checkpoints.remove_adapters puts back `.linear` / `.embedding` of each."""
+    from mlx_lm.tuner.dora import DoRAEmbedding, DoRALinear
+    from mlx_lm.tuner.lora import LoRAEmbedding, LoRALinear, LoRASwitchLinear
+
+    base = nn.Linear(4, 4)
+    for cls in (LoRALinear, DoRALinear):
+        assert cls.from_base(base, r=2).linear is base
+    embedding = nn.Embedding(8, 4)
+    for cls in (LoRAEmbedding, DoRAEmbedding):
+        assert cls.from_base(embedding, r=2).embedding is embedding
+    from mlx_lm.models.switch_layers import SwitchLinear
+
+    experts = SwitchLinear(4, 4, 2)
+    assert LoRASwitchLinear.from_base(experts, r=2).linear is experts
 
 
 def test_mlx_core_calls():

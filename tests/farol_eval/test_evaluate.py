@@ -232,6 +232,18 @@ def test_pipes_newlines_and_html_in_texts_keep_tables_and_csv_whole():
     assert parsed[0]["category"] == "história|clube"
 
 
+def test_a_carriage_return_in_an_answer_keeps_its_csv_row_whole():
+    # A model can write "\r" (byte-fallback tokens); unquoted, every CSV reader ends the row there.
+    from farol_eval.report import to_csv
+
+    answers = {"base": ["Faro\r\nLoulé", "Olhão\r"], "tuned": ["Faro, \"Algarve\"", "Olhão"]}
+    report = _tiny_report(answers, ["Faro", "Olhão"], ["c", "c"])
+    rows = list(csv.DictReader(io.StringIO(to_csv(report), newline="")))
+    assert [r["base_answer"] for r in rows] == answers["base"]
+    assert [r["tuned_answer"] for r in rows] == answers["tuned"]
+    assert [r["base_token_f1"] for r in rows] == ["0.6666666666666666", "1.0"]
+
+
 def test_base_vs_tuned_chart_of_a_single_question_draws_no_whiskers(tmp_path, monkeypatch):
     # The bars are drawn by matplotlib as usual; the test only records the whiskers asked for.
     from farol_eval.plots import base_vs_tuned
@@ -261,3 +273,50 @@ def test_a_plain_text_test_record_is_not_asked(tmp_path):
         encoding="utf-8")
     records = held_out_records(tmp_path, -1)
     assert [r["messages"] for r in records] == [chat]
+
+
+def _adapter_dir(path, weights: dict, config: dict):
+    """An mlx-lm adapter folder holding `weights` and `config`."""
+    import mlx.core as mx
+
+    path.mkdir()
+    mx.save_safetensors(str(path / "adapters.safetensors"), weights)
+    (path / "adapter_config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_dora_and_full_fine_tunes_never_stay_on_the_base(tiny_4bit, processed, tmp_path):
+    # The base is measured after the tuned adapter was tried on it (to fail early), so taking
+    # an adapter off must restore the base exactly, or the base-vs-tuned gain is a silent 0.
+    import mlx.core as mx
+    from farol_core.dataset import load_split
+    from farol_core.model import load_model
+    from farol_eval.checkpoints import use_adapter
+    from farol_eval.losses import example_losses, split_loss
+    from mlx.utils import tree_flatten
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    model, tokenizer = load_model(tiny_4bit)
+    valid = load_split(processed / "valid.jsonl", tokenizer)[:2]
+
+    def loss() -> float:
+        return split_loss(example_losses(model, valid, 256))["loss"]
+
+    base, lora = loss(), {"rank": 4, "scale": 20.0, "dropout": 0.0, "keys": None}
+    trained, _ = load_model(tiny_4bit)  # a DoRA adapter as mlx-lm's trainer would save it
+    trained.freeze()
+    linear_to_lora_layers(trained, 2, lora, use_dora=True)
+    mx.random.seed(0)
+    weights = {k: mx.random.normal(v.shape) * 0.05 if k.endswith("lora_b") else v
+               for k, v in tree_flatten(trained.trainable_parameters())}
+    dora = _adapter_dir(tmp_path / "dora", weights,
+                        {"fine_tune_type": "dora", "num_layers": 2, "lora_parameters": lora})
+    use_adapter(model, dora)
+    assert loss() != base
+    use_adapter(model, None)
+    assert loss() == base
+    full = _adapter_dir(tmp_path / "full", {k: v * 2 for k, v in tree_flatten(model.parameters())
+                                            if "norm" in k}, {"fine_tune_type": "full"})
+    with pytest.raises(FarolError, match="full fine-tune"):
+        use_adapter(model, full)
+    assert loss() == base

@@ -71,3 +71,18 @@ def test_loss_of_a_single_example_has_no_interval():
     out = compare_losses({"base": one, "tuned": one}, 100, 0, 0.95)
     assert out["base"] == {"mean": 2.0, "low": None, "high": None}
     assert out["gain"]["low"] is None and out["gain"]["high"] is None
+
+
+def test_examples_cut_before_their_answer_are_not_resampled_as_a_zero_loss():
+    # The first example's prompt fills max_seq_length, so it has no counted token. A resample
+    # of only that example has no loss at all; it must not enter the interval as 0 nats.
+    from farol_eval.stats import compare_losses
+
+    counts = np.array([0, 10, 10])
+    flat = {"sums": np.array([0.0, 20.0, 20.0]), "counts": counts}  # 2 nats on every token
+    out = compare_losses({"base": flat, "tuned": flat}, 1000, 0, 0.95)
+    assert out["base"] == {"mean": 2.0, "low": 2.0, "high": 2.0}
+    # one example with tokens is one example: no interval, as for a single-example split
+    one = compare_losses({"base": {"sums": np.array([0.0, 20.0]), "counts": np.array([0, 10])}},
+                         1000, 0, 0.95)
+    assert one["base"] == {"mean": 2.0, "low": None, "high": None}

@@ -1,5 +1,6 @@
 """The checkpoint curve: train and validation loss of every adapter a run saved."""
 
+import json
 import math
 import re
 from pathlib import Path
@@ -8,9 +9,13 @@ import numpy as np
 from farol_core.dataset import evaluate_loss
 from farol_core.errors import FarolError
 from farol_core.model import ADAPTER_FILES, apply_adapter
-from mlx_lm.tuner.utils import remove_lora_layers
+from mlx.utils import tree_unflatten
+from mlx_lm.tuner.dora import DoRAEmbedding, DoRALinear
+from mlx_lm.tuner.lora import LoRAEmbedding, LoRALinear, LoRASwitchLinear
 
 STEP_DIR = re.compile(r"^step-(\d{7})$")
+# mlx-lm's adapter layers; each wraps the base layer as .linear (or .embedding)
+ADAPTER_LAYERS = (LoRALinear, LoRASwitchLinear, LoRAEmbedding, DoRALinear, DoRAEmbedding)
 
 
 def find_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -35,14 +40,39 @@ def train_sample(train: list, size: int, seed: int) -> list:
 
 def use_adapter(model, adapter_dir: str | Path | None):
     """Put `model` in eval mode with exactly one adapter (or none) applied."""
-    remove_lora_layers(model)
+    remove_adapters(model)
     if adapter_dir is not None:
+        _check_removable(Path(adapter_dir))
         try:
             apply_adapter(model, adapter_dir)
         except FarolError:
-            remove_lora_layers(model)  # leave the base model whole for what comes next
+            remove_adapters(model)  # leave the base model whole for what comes next
             raise
     model.eval()
+
+
+def remove_adapters(model) -> None:
+    """Put back the layer that each LoRA or DoRA wrapper in `model` holds. (mlx-lm's
+    remove_lora_layers knows only LoRALinear: a DoRA adapter would stay on the "base".)"""
+    base = [(name, m.embedding if isinstance(m, LoRAEmbedding | DoRAEmbedding) else m.linear)
+            for name, m in model.named_modules() if isinstance(m, ADAPTER_LAYERS)]
+    if base:
+        model.update_modules(tree_unflatten(base))
+
+
+def _check_removable(adapter_dir: Path) -> None:
+    # A full fine-tune overwrites the base weights in place, so the "base" measured after it
+    # would be the tuned model and every gain a silent 0.
+    try:
+        config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # apply_adapter names what is wrong with the file
+    if isinstance(config, dict) and config.get("fine_tune_type") == "full":
+        raise FarolError(f"{adapter_dir} holds a full fine-tune, not an adapter: its weights "
+                         "would replace the base model's, leaving no base to compare",
+                         hint="compare a LoRA or DoRA adapter; to measure a full fine-tune, "
+                              "fuse it into a model folder (mlx_lm.fuse) and pass that with "
+                              "--model and --base-only")
 
 
 def curve(model, run_dir, train, valid, batch_size: int, max_seq_length: int,

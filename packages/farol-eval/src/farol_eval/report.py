@@ -47,7 +47,9 @@ def to_csv(report: dict) -> str:
     header += [f"{v}_answer" for v in names]
     header += [f"{v}_{m}" for v in names for m in SCORES]
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    # CRLF rows (RFC 4180): csv quotes a field holding any character of the line terminator,
+    # so a "\r" in an answer is quoted too; with "\n" it would end the row for every reader.
+    writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(header)
     for q in report["questions"]:
         row = [q["id"], q["category"], q["question"], q["reference"]]

@@ -52,12 +52,17 @@ def compare_losses(per_model: dict[str, dict], resamples: int, seed: int,
 
     Each resample redraws the examples and recomputes sum(loss) / sum(tokens) for both models.
     """
+    # An example cut before its answer (max_seq_length) has no token: it adds nothing to the
+    # loss, and a resample of only such examples would count as a loss of 0.
     counts = next(iter(per_model.values()))["counts"]
+    kept = counts > 0
+    counts = counts[kept]
+    sums = {n: m["sums"][kept] for n, m in per_model.items()}
     idx = bootstrap_indices(len(counts), resamples, seed)
-    tokens = np.maximum(counts[idx].sum(axis=1), 1)
-    boots = {n: m["sums"][idx].sum(axis=1) / tokens for n, m in per_model.items()}
-    out = {n: _bounds(m["sums"].sum() / counts.sum(), boots[n], confidence, len(counts))
-           for n, m in per_model.items()}
+    tokens = counts[idx].sum(axis=1)
+    boots = {n: s[idx].sum(axis=1) / tokens for n, s in sums.items()}
+    out = {n: _bounds(s.sum() / counts.sum(), boots[n], confidence, len(counts))
+           for n, s in sums.items()}
     if {"base", "tuned"} <= per_model.keys():
         out["gain"] = _bounds(out["tuned"]["mean"] - out["base"]["mean"],
                               boots["tuned"] - boots["base"], confidence, len(counts))
