@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from farol_core.errors import FarolError, exit_on_error
-from invoke import task
+from invoke import Task, task
 
 ROOT = Path(__file__).resolve().parent
 TINY = ROOT / "models" / "tiny-mistral"
@@ -40,8 +40,8 @@ def tiny_model(c, out=str(TINY), force=False):
 
 @task(help={"model": "Hugging Face layout folder or Hub id (default: models/tiny-mistral).",
             "out": "Output folder (default: models/tiny-mistral-4bit).",
-            "bits": "Bits per weight (default: 4).",
-            "group_size": "Quantization group size (default: 64).",
+            "bits": "Bits per weight: 2, 3, 4, 5, 6 or 8 (default: 4).",
+            "group_size": "Quantization group size: 32, 64 or 128 (default: 64).",
             "force": "Replace an existing output."})
 @exit_on_error
 def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits="4", group_size="64", force=False):
@@ -72,11 +72,20 @@ def prepare(c, input=None, biographies=None, out=str(PROCESSED), config=None,
     if not input and not biographies:  # the embedded sample; the user's data never gets it mixed in
         input, biographies = [SAMPLE_QA], SAMPLE_BIOS
     prepare_with_console(input, out, biographies=biographies,
-                         config=config, seed=_int(seed, "seed"),
+                         config=config, seed=_int(seed, "seed", 0),
                          tokenizer=tokenizer)
 
 
-@task(help={"config": "Run config file (default: runs/<name>/config.json when --run names an "
+class _KeepsHelpFlag(Task):
+    """A task whose options leave -h alone: Invoke would give it to the first option that
+    starts with h (--hosts), and `invoke train -h` then asked for a host list, not for help."""
+
+    def arg_opts(self, name, default, taken_names):
+        return super().arg_opts(name, default, taken_names | {"h"})
+
+
+@task(klass=_KeepsHelpFlag,
+      help={"config": "Run config file (default: runs/<name>/config.json when --run names an "
                       "existing run, else configs/demo.yaml).",
             "model": "Base model folder (default: the config's model).",
             "data": "Processed data folder (default: the config's data).",
@@ -89,7 +98,7 @@ def prepare(c, input=None, biographies=None, out=str(PROCESSED), config=None,
             "np": "Distributed: processes per host."})
 @exit_on_error
 def train(c, config=None, model=None, data=None, run=None, iters=None, seed=None,
-          fresh=False, hosts=None, hostfile=None, np=None):
+          fresh=False, hostfile=None, hosts=None, np=None):  # hostfile first: it keeps -o
     """Train a QLoRA adapter into runs/<name>/; an existing run resumes by itself.
 
     With --hosts, --hostfile or --np it trains data-parallel on every rank through mlx.launch."""
@@ -99,10 +108,10 @@ def train(c, config=None, model=None, data=None, run=None, iters=None, seed=None
     # config it was started with; demo.yaml would hand it another model and settings.
     saved = RUNS / run / "config.json" if run else None
     config = config or (str(saved) if saved and saved.is_file() else str(DEMO_CONFIG))
-    iters, seed = _int(iters, "iters"), _int(seed, "seed")
+    iters, seed = _int(iters, "iters", 1), _int(seed, "seed", 0)
     if hosts or hostfile or np:
         _distributed_train(config, model, data, run, iters, seed, fresh, hosts, hostfile,
-                           _int(np, "np"))
+                           _int(np, "np", 1))
         return
     result = run_train(config, **_run_paths(config, model, data), name=run, runs_dir=str(RUNS),
                        iters=iters, seed=seed, fresh=fresh)
@@ -125,9 +134,9 @@ def evaluate(c, run="demo", samples=None, max_tokens=None, questions=None, base_
     from farol_eval import evaluate as run_evaluate
     from farol_eval.evaluate import summary_lines
 
-    report = run_evaluate(RUNS / run, samples=_int(samples, "samples"),
-                          max_tokens=_int(max_tokens, "max-tokens"),
-                          questions=_int(questions, "questions"), base_only=base_only)
+    report = run_evaluate(RUNS / run, samples=_int(samples, "samples", 0),
+                          max_tokens=_int(max_tokens, "max-tokens", 1),
+                          questions=_int(questions, "questions", -1), base_only=base_only)
     print("\n".join(summary_lines(report)))
     print(f"eval report: {RUNS / run / 'eval'}/report.{{json,csv,md}}")
 
@@ -148,7 +157,7 @@ def ask(c, question, model=None, adapter=None, max_tokens=None):
     model = model or (recorded_base(adapter) if adapter else None) or str(TINY_4BIT)
     cmd = [str(BIN / "farol-ask"), question, "--model", model]
     cmd += ["--adapter-path", adapter] if adapter else []
-    max_tokens = _int(max_tokens, "max-tokens")
+    max_tokens = _int(max_tokens, "max-tokens", 1)
     c.run(shlex.join(cmd + (["--max-tokens", str(max_tokens)] if max_tokens is not None
                             else [])))
 
@@ -322,10 +331,17 @@ def _run_paths(config, model, data) -> dict:
     return {"model": pick(model, "model", TINY_4BIT), "data": pick(data, "data", PROCESSED)}
 
 
-def _int(value, option: str) -> int | None:
+def _int(value, option: str, minimum: int | None = None) -> int | None:
     # Invoke passes options whose default is None (or text) as strings; it would parse an int
-    # default itself, but a bad value then ends in its traceback instead of one line.
-    return None if value is None else _number(value, option, int)
+    # default itself, but a bad value then ends in its traceback instead of one line. The
+    # minimum is the package command's own: checked here, a value out of range is named as the
+    # option typed, not as a config key of "<dict>" or of a config file the user never edited.
+    if value is None:
+        return None
+    number = _number(value, option, int)
+    if minimum is not None and number < minimum:
+        raise FarolError(f"--{option} must be at least {minimum}, got {number}")
+    return number
 
 
 def _number(value, option: str, kind):
@@ -357,7 +373,7 @@ def bench(c, shape="tiny", model=None, rounds="5", args=""):
     from farol_bench.models import check_choice
 
     check_choice(shape, model)
-    rounds = _int(rounds, "rounds")
+    rounds = _int(rounds, "rounds", 1)
     cmd = [sys.executable, "-m", "pytest", str(BENCH), "--benchmark-enable", "--shape", shape,
            "--bench-rounds", str(rounds), "-q", *(["--model", model] if model else []),
            *shlex.split(args)]
@@ -410,7 +426,8 @@ def check_upgrade(c, mlx, mlx_lm, threshold="0.10", rounds="3", tests="benchmark
     from farol_bench import compare, upgrade
 
     out = upgrade.check_upgrade(ROOT, mlx, mlx_lm, compare.check_threshold(threshold), tests,
-                                _int(rounds, "rounds"), keep, passes=_int(passes, "passes"))
+                                _int(rounds, "rounds", 1), keep,
+                                passes=_int(passes, "passes", 1))
     if out.rows:
         print(compare.table(out.rows, *out.labels) + "\n\n" + out.summary)
     print("\n".join(["", f"verdict: {out.verdict}", *out.reasons]))

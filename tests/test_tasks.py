@@ -79,6 +79,8 @@ def test_a_bad_number_is_one_clear_line(task, options, message, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["bench-compare", "--threshold", "x"], "threshold must be a fraction between 0 and 1"),
     (["quantize", "--bits", "abc"], "--bits must be a whole number, got 'abc'"),
+    (["quantize", "--group-size", "48", "--out", "/no-such-dir/q"],
+     "group size must be 32, 64 or 128, got 48"),
 ])
 def test_a_bad_number_on_the_command_line_is_one_clear_line(argv, message, capsys):
     # Through Invoke's own parser, as `invoke bench-compare --threshold x` runs it.
@@ -87,6 +89,61 @@ def test_a_bad_number_on_the_command_line_is_one_clear_line(argv, message, capsy
         program.run(["invoke", *argv], exit=False)
     assert exit.value.code == 1
     assert capsys.readouterr().err.startswith(f"error: {message}")
+
+
+@pytest.mark.parametrize("task, options, message", [
+    # mlx-lm's convert took bits 0 as 4, and a group size that divides no layer quantized none:
+    # both wrote a "4-bit" folder without a word.
+    ("quantize", {"bits": "0"}, "bits must be 2, 3, 4, 5, 6 or 8, got 0"),
+    ("quantize", {"bits": "7"}, "bits must be 2, 3, 4, 5, 6 or 8, got 7"),  # MLX has no 7
+    ("quantize", {"group_size": "48"}, "group size must be 32, 64 or 128, got 48"),
+    # Below, the package said "Invalid config <dict>" or blamed the config file instead.
+    ("train", {"iters": "0"}, "--iters must be at least 1, got 0"),
+    ("train", {"seed": "-1"}, "--seed must be at least 0, got -1"),
+    ("prepare", {"seed": "-1"}, "--seed must be at least 0, got -1"),
+    ("evaluate", {"max_tokens": "0"}, "--max-tokens must be at least 1, got 0"),
+    ("evaluate", {"samples": "-1"}, "--samples must be at least 0, got -1"),
+    ("evaluate", {"questions": "-2"}, "--questions must be at least -1, got -2"),
+    ("ask", {"question": "Quem?", "max_tokens": "0"}, "--max-tokens must be at least 1"),
+    ("train", {"np": "0"}, "--np must be at least 1, got 0"),
+    # pytest-benchmark failed every benchmark on 0 rounds ("--co": if it is not caught, only
+    # collect rather than measure).
+    ("bench", {"rounds": "0", "args": "--co"}, "--rounds must be at least 1, got 0"),
+])
+def test_a_number_out_of_range_is_one_clear_line(task, options, message, tmp_path, capsys):
+    if task == "quantize":
+        options = {**options, "out": str(tmp_path / "q")}  # nothing to replace if it ran
+    with pytest.raises(SystemExit) as exit:
+        getattr(tasks, task)(Context(), **options)
+    assert exit.value.code == 1
+    assert capsys.readouterr().err.startswith(f"error: {message}")
+    assert not (tmp_path / "q").exists()
+
+
+def test_check_upgrade_refuses_zero_passes_before_installing(monkeypatch, capsys):
+    # 0 passes ended in an IndexError after minutes of installing the throwaway venv.
+    from farol_bench import upgrade
+
+    def install(*a, **k):
+        raise AssertionError("check_upgrade went on to install")
+
+    monkeypatch.setattr(upgrade, "check_upgrade", install)
+    for options in ({"passes": "0"}, {"rounds": "0"}):
+        with pytest.raises(SystemExit):
+            tasks.check_upgrade(Context(), mlx="0.32.4", mlx_lm="0.32.2", **options)
+        assert "must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_train_dash_h_shows_the_help(capsys):
+    # -h went to --hosts: `invoke train -h` said "Flag <Argument: hosts (h)> needed value".
+    program = Program(namespace=Collection.from_module(tasks))
+    program.run(["invoke", "train", "-h"], exit=False)
+    out, err = capsys.readouterr()
+    assert "train [--options]" in out and "--hosts" in out and "--hostfile" in out
+    assert err == ""
+    collection = Collection.from_module(tasks)
+    assert [name for name in collection.task_names
+            for a in collection[name].get_arguments() if "h" in a.names] == []
 
 
 def test_monitor_refuses_a_run_that_does_not_exist(tmp_path, monkeypatch, capsys):

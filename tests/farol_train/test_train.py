@@ -37,6 +37,18 @@ def test_quantize_never_overwrites_by_accident(tiny_model, tiny_4bit):
         quantize(tiny_model, tiny_4bit)
 
 
+def test_quantize_refuses_what_mlx_cannot_quantize_before_writing(tiny_model, tmp_path):
+    # mlx-lm's convert took bits 0 as 4 and left every layer float at group size 48, silently.
+    with pytest.raises(FarolError) as caught:
+        quantize(tiny_model, tmp_path / "q", bits=7, group_size=48)
+    assert str(caught.value) == ("bits must be 2, 3, 4, 5, 6 or 8, got 7; "
+                                 "group size must be 32, 64 or 128, got 48")
+    assert not (tmp_path / "q").exists()
+    result = CliRunner().invoke(main, ["quantize", "--model", str(tiny_model), "--out",
+                                       str(tmp_path / "q"), "--bits", "7"])
+    assert result.exit_code == 2 and "'7' is not one of" in result.output
+
+
 def test_short_run_lowers_the_loss_and_writes_an_mlx_lm_adapter(trained_run, tiny_4bit):
     result, _ = trained_run
     assert result.last_loss < result.first_loss - 0.1
@@ -71,6 +83,10 @@ def test_peft_key_names_get_farols_names_in_the_hint():
     for rename in ("num_layers -> lora.num_layers", "lora_parameters -> lora (rank",
                    "max_grad_norm -> training.max_grad_norm"):
         assert rename in caught.value.hint
+    with pytest.raises(ConfigError) as caught:  # mlx-lm's flat training keys
+        resolve({"batch_size": 4, "iters": 1000, "learning_rate": 1e-5})
+    for key in ("batch_size", "iters", "learning_rate"):
+        assert f"{key} -> training.{key}" in caught.value.hint
 
 
 def test_trained_tokens_count_what_the_masked_loss_counts(tiny_4bit, processed):

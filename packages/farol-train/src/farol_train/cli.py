@@ -15,7 +15,7 @@ from farol_train.distributed import WORLD_ENV
 from farol_train.fuse import fuse
 from farol_train.loop import resolve, train
 from farol_train.preflight import apply_profile, describe, profiles, report
-from farol_train.quantize import quantize
+from farol_train.quantize import BITS, GROUP_SIZES, quantize
 
 RANK_ENTRY = "from farol_train.cli import main; main()"
 
@@ -28,14 +28,15 @@ def main():
 @main.command("quantize")
 @click.option("--model", required=True, help="Hugging Face layout folder or Hub id.")
 @click.option("--out", required=True, type=click.Path(), help="Output folder (MLX layout).")
-@click.option("--bits", type=click.IntRange(2, 8), default=4, show_default=True)
-@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default="64",
+@click.option("--bits", type=click.Choice([str(b) for b in BITS]), default="4",
+              show_default=True)
+@click.option("--group-size", type=click.Choice([str(g) for g in GROUP_SIZES]), default="64",
               show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @exit_on_error
 def quantize_cmd(model, out, bits, group_size, force):
     """Write a quantized MLX copy of MODEL to OUT."""
-    path = quantize(model, out, bits=bits, group_size=int(group_size), force=force)
+    path = quantize(model, out, bits=int(bits), group_size=int(group_size), force=force)
     click.echo(f"quantized model: {path}")
 
 

@@ -56,7 +56,13 @@ FOREIGN_KEYS = {"r": "lora.rank", "lora_rank": "lora.rank", "lora_alpha": "lora.
                 "q_bits": "a 4-bit base from `invoke quantize`",
                 "group_size": "a 4-bit base from `invoke quantize`",
                 "bias": "nothing (LoRA layers have no bias term)",
-                "max_grad_norm": "training.max_grad_norm"}
+                "max_grad_norm": "training.max_grad_norm",
+                "gradient_accumulation": "training.grad_accumulation_steps",
+                # mlx-lm's flat training keys: the same names, under training
+                **{k: f"training.{k}" for k in (
+                    "batch_size", "iters", "learning_rate", "steps_per_eval", "steps_per_report",
+                    "save_every", "max_seq_length", "val_batches", "grad_checkpoint",
+                    "mask_prompt", "grad_accumulation_steps")}}
 STATUS_FILE = "status.json"
 # Why a rank stops, in the order that wins when ranks disagree (see Trainer._agree).
 REASONS = (None, "early_stop", "interrupted", "memory")

@@ -8,6 +8,11 @@ from farol_core.model import check_model_dir
 from farol_core.template import CHAT_TEMPLATE
 from mlx_lm import convert
 
+# What MLX's quantize supports. mlx-lm's convert reads bits 0 as "the default" and skips the
+# layers a group size does not divide, so a value outside these would still write a model.
+BITS = (2, 3, 4, 5, 6, 8)
+GROUP_SIZES = (32, 64, 128)
+
 
 def quantize(model: str | Path, out: str | Path, bits: int = 4, group_size: int = 64,
              force: bool = False) -> Path:
@@ -16,11 +21,21 @@ def quantize(model: str | Path, out: str | Path, bits: int = 4, group_size: int 
     The output appears whole or not at all, and Farol's chat template is written beside it
     so that mlx-lm's own tools prompt the model the way Farol trained it.
     """
+    _check_settings(bits, group_size)
     source = str(check_model_dir(model)) if _is_local(model) else str(model)
     with staged_dir(out, force) as target:
         _convert(source, target, bits, group_size)
         (target / "chat_template.jinja").write_text(CHAT_TEMPLATE)
     return Path(out)
+
+
+def _check_settings(bits: int, group_size: int) -> None:
+    problems = [f"{name} must be {', '.join(map(str, allowed[:-1]))} or {allowed[-1]}, got {value}"
+                for name, value, allowed in (("bits", bits, BITS),
+                                             ("group size", group_size, GROUP_SIZES))
+                if value not in allowed]
+    if problems:
+        raise FarolError("; ".join(problems))
 
 
 def _is_local(model: str | Path) -> bool:
