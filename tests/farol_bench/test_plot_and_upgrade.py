@@ -118,3 +118,12 @@ def test_offline_the_guard_says_could_not_install_and_leaves_no_venv(tmp_path, m
 def test_benchmarks_failing_here_are_not_blamed_on_the_upgrade(tmp_path):
     with pytest.raises(FarolError, match="this environment, not the upgrade"):
         _here(ROOT, tmp_path, "benchmarks/no_such_file.py", 1)
+
+
+def test_zero_passes_or_rounds_are_refused_before_installing(tmp_path, monkeypatch):
+    # 0 passes ended in an IndexError after minutes of installing the throwaway venv.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for options in ({"passes": 0}, {"rounds": 0}):
+        with pytest.raises(FarolError, match="must be at least 1"):
+            check_upgrade(ROOT, "0.31.2", "0.31.3", log=lambda _: None, **options)
+    assert list(tmp_path.iterdir()) == []

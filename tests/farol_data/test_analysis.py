@@ -66,3 +66,10 @@ def test_the_summary_shows_a_long_output_path_whole(tmp_path):
     start = next(i for i, line in enumerate(lines) if "wrote" in line)
     cells = [line.split("│")[2].strip() for line in lines[start:] if line.count("│") == 3]
     assert "".join(cells) == f"{out}/"
+
+
+def test_a_negative_seed_is_a_usage_error_naming_the_option(tmp_path):
+    result = CliRunner().invoke(main, ["prepare", "--input", str(SAMPLE_QA), "--out",
+                                       str(tmp_path / "out"), "--seed", "-1"])
+    assert result.exit_code == 2 and "--seed" in result.output
+    assert not (tmp_path / "out").exists()

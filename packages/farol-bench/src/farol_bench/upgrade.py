@@ -151,6 +151,8 @@ def check_upgrade(root: Path, mlx: str, mlx_lm: str, threshold: float = 0.10,
     The benchmarks run `passes` times on each side, alternating here and there.
     """
     check_versions(mlx, mlx_lm)  # before minutes of installing
+    if passes < 1 or rounds < 1:
+        raise FarolError(f"passes and rounds must be at least 1, got {passes} and {rounds}")
     work = Path(tempfile.mkdtemp(prefix="farol-upgrade-"))
     try:
         return _check(root, work, mlx, mlx_lm, threshold, tests, rounds, log, passes)

@@ -19,7 +19,9 @@ def check_model_dir(path: str | Path) -> Path:
     if not path.is_dir():
         raise FarolError(
             f"Model not found: {path}",
-            hint="create the embedded one with `invoke tiny-model quantize`, or pass --model",
+            hint="check the path; `invoke tiny-model quantize` makes the embedded tiny model, "
+                 "and `invoke quantize --model mistralai/Mistral-7B-v0.1 --out "
+                 "models/mistral-7b-4bit` a 4-bit Mistral-7B",
         )
     if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
         raise FarolError(

@@ -20,8 +20,8 @@ def main():
 @click.option("--config", type=click.Path(), default=None, help="Data config (YAML or JSON).")
 @click.option("--tokenizer", type=click.Path(), default=None,
               help="Base model folder: its tokenizer measures token lengths.")
-@click.option("--seed", type=int, default=None, help="Split and sampling seed (overrides "
-                                                     "the config).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Split and sampling seed (overrides the config).")
 @exit_on_error
 def prepare_cmd(inputs, biographies, out, config, tokenizer, seed):
     """Repair, validate, deduplicate, balance, analyse and split the inputs into OUT."""
