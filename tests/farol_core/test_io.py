@@ -32,3 +32,15 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_read_jsonl_names_the_line_that_is_not_utf8(tmp_path):
+    # Text-mode reading decodes 8 KB ahead, so the error used to name an earlier line.
+    from farol_core.errors import FarolError
+    from farol_core.io import read_jsonl
+
+    good = b'{"text": "' + b"a" * 100 + b'"}\n'
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(good * 200 + b'{"text": "caf\xe9"}\n' + good)
+    with pytest.raises(FarolError, match=r"train\.jsonl:201: not UTF-8 text"):
+        list(read_jsonl(path))

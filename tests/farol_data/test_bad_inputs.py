@@ -7,6 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from farol_core.config import ConfigError
+from farol_core.dataset import read_messages
 from farol_core.errors import FarolError
 from farol_data import prepare
 from farol_data.cli import main
@@ -33,6 +34,35 @@ def test_biography_with_a_byte_order_mark_keeps_its_heading(tmp_path):
     assert messages[0]["content"] == "Quem foi Hassan Nader?"
     assert messages[1]["content"] == "Avançado marroquino do Farense."
 
+
+
+def test_biography_section_headings_drop_the_heading_not_its_text(tmp_path):
+    # Markdown often puts a section's text right under its "## Heading", with no blank line.
+    bios = tmp_path / "jogadores"
+    bios.mkdir()
+    (bios / "joao.md").write_text("# João Silva\n\n## Biografia\nDefesa central do Farense."
+                                  "\n\n## Carreira\nJogou depois no Benfica.\n", encoding="utf-8")
+    out = prepare([], tmp_path / "out", biographies=bios,
+                  config={**ONE_SPLIT, "biography_paragraphs": 3, "min_answer_words": 1})
+    assert out.splits["train"][0]["messages"][1]["content"] == (
+        "Defesa central do Farense.\n\nJogou depois no Benfica.")
+
+
+
+def test_a_message_that_cleaning_empties_is_rejected(tmp_path):
+    # The schema sees a character, cleaning removes it; training refuses an empty message.
+    src = tmp_path / "vazio.jsonl"
+    src.write_text(json.dumps({"prompt": "\u200b", "completion": "Uma resposta boa aqui."}) + "\n"
+                   + json.dumps({"prompt": "&nbsp;", "completion": "Outra resposta boa."}) + "\n"
+                   + json.dumps({"prompt": "Pergunta?", "completion": "\u200b"}) + "\n"
+                   + json.dumps(GOOD[0]) + "\n")
+    out = prepare([src], tmp_path / "out",
+                  config={**ONE_SPLIT, "min_answer_chars": 0, "min_answer_words": 0})
+    assert (out.report["kept"], out.report["rejected"]) == (1, 3)
+    assert read_messages(tmp_path / "out" / "train.jsonl")
+    reasons = [json.loads(x)["reason"] for x in (tmp_path / "out" / "rejects.jsonl").open()]
+    assert reasons == ["the user message is empty after cleaning"] * 2 + [
+        "the assistant message is empty after cleaning"]
 
 def test_biographies_folder_without_biographies_is_an_error(tmp_path):
     (tmp_path / "bios").mkdir()
@@ -109,6 +139,11 @@ def test_split_ratios_all_zero_is_a_config_error(tmp_path):
     src = good_file(tmp_path / "a.jsonl")
     with pytest.raises(ConfigError, match="at least one of train/valid/test"):
         prepare([src], tmp_path / "out", config={"split": {"train": 0, "valid": 0, "test": 0}})
+    # Listed with the schema's problems, not after they are fixed.
+    with pytest.raises(ConfigError) as e:
+        prepare([src], tmp_path / "out", config={"split": {"train": 0, "valid": 0, "test": 0},
+                                                 "seeed": 1})
+    assert len(e.value.problems) == 2 and "seeed" in str(e.value)
 
 
 def test_odd_field_names_are_named_in_the_reject(tmp_path):

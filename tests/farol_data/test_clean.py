@@ -58,3 +58,17 @@ def _reference_normalise(text: str) -> str:
 def test_the_fast_path_cleans_exactly_like_the_reference(text):
     assert normalise(text) == _reference_normalise(text)
     assert clean_text(clean_text(text)) == clean_text(text)
+
+
+def test_ordinals_superscripts_and_fractions_survive_nfkc():
+    # NFKC alone would write "1a Divisão", "3o lugar" and "m2": Portuguese needs º and ª.
+    raw = "Subiu à 1ª Divisão, ficou em 3º lugar; relvado de 7000\u00a0m², ½ época. ﬁm"
+    assert clean_text(raw) == ("Subiu à 1ª Divisão, ficou em 3º lugar; relvado de 7000 m², "
+                               "½ época. fim")
+
+
+def test_html_entities_are_decoded():
+    raw = "Alcunha: &quot;Leões de Faro&quot; &amp; São&nbsp;Luís, &#233;poca &eacute;pica"
+    assert clean_text(raw) == 'Alcunha: "Leões de Faro" & São Luís, época épica'
+    for text in ("AT&T, R&D e P&B", "isto&not aquilo", "a & b"):  # no ';': not an entity
+        assert clean_text(text) == text

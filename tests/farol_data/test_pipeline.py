@@ -170,3 +170,33 @@ def test_nothing_usable_names_the_file_and_why(tmp_path):
     with pytest.raises(FarolError, match="Nothing usable") as e:
         prepare([src], tmp_path / "out")
     assert f"{src}:1: not UTF-8 text" in str(e.value)
+
+
+def test_each_biography_question_is_kept(tmp_path):
+    # The questions share one answer on purpose; they must not drop each other as near-duplicates.
+    bios = tmp_path / "jogadores"
+    bios.mkdir()
+    (bios / "hassan.md").write_text(
+        "# Hassan Nader\n\nHassan Nader foi um avançado marroquino que marcou 21 golos pelo "
+        "Farense na época 1994-95 e foi o melhor marcador do campeonato.\n\nNessa época o clube "
+        "ficou em quinto lugar e chegou, pela primeira vez, à Taça UEFA.\n", encoding="utf-8")
+    questions = ["Quem foi {name}?", "Fala-me de {name}.", "O que sabes sobre {name}?"]
+    r = prepare([], tmp_path / "out", biographies=bios,
+                config={**ONE_SPLIT, "biography_questions": questions}).report
+    assert (r["kept"], r["near_duplicates"]) == (3, 0)
+
+
+def test_questions_that_share_an_answer_share_a_split(tmp_path):
+    # A question asked two ways (too different to be a near-duplicate) with one answer: were the
+    # two split apart, the test answer would have been trained on word for word.
+    recs = []
+    for i in range(20):
+        answer = f"A resposta {i} é esta: {'abcdefghij'[i % 10] * (i + 3)} e mais nada."
+        recs += [qa(f"Pergunta número {i}?", answer), qa(f"Podes dizer-me o tema {i}?", answer)]
+    src = write_jsonl(tmp_path / "p.jsonl", recs)
+    out = prepare([src], tmp_path / "out")
+    assert out.report["kept"] == 40
+    sides = {}
+    for name, records in out.splits.items():
+        for r in records:
+            assert sides.setdefault(r["messages"][-1]["content"], name) == name

@@ -7,6 +7,7 @@ schema declares, then validates, and reports every problem at once.
 import copy
 import json
 import re
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,11 @@ def load_config(
     schema_name: str,
     source: str | Path | dict | None = None,
     overrides: dict | None = None,
+    check: Callable[[dict], list[str]] | None = None,
 ) -> dict:
-    """Resolve a config: file or dict, then `overrides` (None values ignored), then defaults."""
+    """Resolve a config: file or dict, then `overrides` (None values ignored), then defaults.
+
+    `check` returns the problems the schema can't express; they are listed with its own."""
     if isinstance(source, dict):
         data, label = copy.deepcopy(source), "<dict>"
     elif source is None:
@@ -74,7 +78,7 @@ def load_config(
     merge(data, overrides or {})
     schema = load_schema(schema_name)
     fill_defaults(schema, data)
-    validate(schema, data, label)
+    validate(schema, data, label, check(data) if check else ())
     return data
 
 
@@ -100,12 +104,13 @@ def fill_defaults(schema: dict, data: dict) -> None:
             fill_defaults(sub, data[key])
 
 
-def validate(schema: dict, data: Any, label: str = "<config>") -> None:
-    """Raise ConfigError listing every schema violation in `data`."""
+def validate(schema: dict, data: Any, label: str = "<config>", extra: Iterable[str] = ()) -> None:
+    """Raise ConfigError listing every schema violation in `data`, then the `extra` problems."""
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise ConfigError(label, [_describe(e) for e in errors])
+    problems = [_describe(e) for e in errors] + list(extra)
+    if problems:
+        raise ConfigError(label, problems)
 
 
 def _describe(error: jsonschema.ValidationError) -> str:

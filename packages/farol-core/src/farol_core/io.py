@@ -97,8 +97,9 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     path = Path(path)
     if not path.is_file():
         raise FarolError(f"File not found: {path}")
-    with open(path, encoding="utf-8", errors="strict") as f:
-        for lineno, line in _numbered_lines(f, path):
+    with open(path, "rb") as f:  # decoded line by line, so a bad byte is named at its line
+        for lineno, data in enumerate(f, start=1):
+            line = _decode(data, path, lineno)
             if not line.strip():
                 continue
             try:
@@ -110,13 +111,11 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
             yield lineno, obj
 
 
-def _numbered_lines(f, path: Path) -> Iterator[tuple[int, str]]:
-    lineno = 0
+def _decode(data: bytes, path: Path, lineno: int) -> str:
     try:
-        for lineno, line in enumerate(f, start=1):  # noqa: B007 (read after a decode error)
-            yield lineno, line
+        return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise FarolError(f"{path}:{lineno + 1}: not UTF-8 text") from None
+        raise FarolError(f"{path}:{lineno}: not UTF-8 text") from None
 
 
 def atomic_write_lines(path: str | Path, lines: Iterable[str]) -> int:

@@ -12,7 +12,8 @@ _HEADING = re.compile(r"^#+\s*")
 
 
 def read_biography(path: Path) -> tuple[str, list[str]]:
-    """(player name, paragraphs): the name is the first heading, else the file name."""
+    """(player name, paragraphs without their heading lines): the name is the first heading,
+    else the file name."""
     # utf-8-sig: editors on Windows start files with a BOM, which would hide the "# Name" line.
     text = path.read_text(encoding="utf-8-sig")
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
@@ -22,7 +23,12 @@ def read_biography(path: Path) -> tuple[str, list[str]]:
         paragraphs = ([rest[0].strip()] if rest else []) + paragraphs[1:]
     else:
         name = path.stem.replace("-", " ").replace("_", " ").title()
-    return name, paragraphs
+    return name, [p for p in map(_without_headings, paragraphs) if p]
+
+
+def _without_headings(paragraph: str) -> str:
+    # A section's text often sits right under its "## Heading", with no blank line between.
+    return "\n".join(line for line in paragraph.split("\n") if not line.startswith("#")).strip()
 
 
 def biography_files(folder: str | Path) -> list[Path]:
@@ -51,8 +57,7 @@ def biography_records(folder: str | Path, questions: list[str],
             yield str(path), 1, Bad(f"file is not UTF-8 text (byte 0x{e.object[e.start]:02x})",
                                     path.read_bytes().decode("utf-8", "backslashreplace"))
             continue
-        answer = "\n\n".join(p for p in paras if not p.startswith("#"))
-        answer = "\n\n".join(answer.split("\n\n")[:paragraphs])
+        answer = "\n\n".join(paras[:paragraphs])
         for number, question in enumerate(questions, start=1):
             yield str(path), number, {"prompt": question.replace("{name}", name),
                                       "completion": answer, "category": path.parent.name,

@@ -2,14 +2,19 @@
 
 import re
 import unicodedata
+from functools import cache
 from itertools import islice
 
 import ftfy
+from ftfy.fixes import unescape_html
 
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 _URL = re.compile(r"https?://\S+")
 _WORD = re.compile(r"\w+")
+# NFKC would turn these compatibility forms into plain letters and digits, changing what the
+# text says: "1.ª Divisão" -> "1.a", "3º lugar" -> "3o", "m²" -> "m2", "½" -> "1⁄2".
+_KEEP_FORMS = ("<super>", "<sub>", "<fraction>")
 # UTF-8 read as Latin-1/cp1252 shows a lead byte (Â..ô) followed by a continuation byte (0x80-0xBF
 # or its cp1252 letter). Clean text seldom has that pair, so ftfy only runs where it might help.
 _MOJIBAKE = re.compile(
@@ -29,24 +34,43 @@ def repair_mojibake(text: str) -> str:
 
 
 def clean_text(text: str) -> str:
-    """Mojibake repaired, then `normalise`d. Repair runs once more on the result, because
-    trimming can expose mojibake that a neighbouring space hid from ftfy."""
+    """HTML entities decoded, mojibake repaired, then `normalise`d. Repair runs once more on
+    the result, because trimming can expose mojibake that a neighbouring space hid from ftfy."""
+    if "&" in text:  # only complete entities ending in ";": "AT&T" and "isto&not" stay
+        text = unescape_html(text)
     text = normalise(repair_mojibake(text))
     again = repair_mojibake(text)
     return text if again == text else normalise(again)
 
 
 def normalise(text: str) -> str:
-    """NFKC; control and format characters dropped; runs of spaces and tabs made one space
-    (newlines kept); blank lines collapsed; lines trimmed."""
+    """NFKC (ordinals, superscripts and fractions kept); control and format characters dropped;
+    runs of spaces and tabs made one space (newlines kept); blank lines collapsed; lines
+    trimmed."""
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
+        text = nfkc(text)
     if _is_tidy(text):  # the common case, checked without regular expressions
         return text
     # Whitespace controls (tab, CR) are kept here so they become a space below, not nothing.
     text = "".join(c for c in text if c.isspace() or not unicodedata.category(c).startswith("C"))
     text = _BLANK_LINES.sub("\n\n", _SPACES.sub(" ", text))
     return "\n".join(line.strip() for line in text.split("\n")).strip()
+
+
+def nfkc(text: str) -> str:
+    """Unicode NFKC, except that superscripts, subscripts and fractions (º ª ² ½) stay."""
+    if unicodedata.is_normalized("NFKC", text):  # the common case, and a fast check
+        return text
+    kept = "".join(c for c in set(text) if _keeps_form(c))
+    if not kept:
+        return unicodedata.normalize("NFKC", text)
+    parts = re.split(f"([{re.escape(kept)}])", text)  # odd items are the kept characters
+    return "".join(p if i % 2 else unicodedata.normalize("NFKC", p) for i, p in enumerate(parts))
+
+
+@cache
+def _keeps_form(char: str) -> bool:
+    return unicodedata.decomposition(char).startswith(_KEEP_FORMS)
 
 
 def _is_tidy(text: str) -> bool:

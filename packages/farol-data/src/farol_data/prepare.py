@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from farol_core.config import ConfigError, load_config
+from farol_core.config import load_config
 from farol_core.errors import FarolError
 from farol_core.model import load_tokenizer
 
 from farol_data.balance import cap_per_category
 from farol_data.biographies import biography_files, biography_records
 from farol_data.clean import clean_text, count_urls, word_count
-from farol_data.dedup import NearDuplicates, fingerprint
+from farol_data.dedup import NearDuplicates, answer_key, fingerprint
 from farol_data.formats import RecordError, map_fields, to_messages
 from farol_data.report import build_report, write_outputs
 from farol_data.sources import Bad, Progress, check_readable, read_source
@@ -47,7 +47,7 @@ class PrepareResult:
 @dataclass
 class Tally:
     """The stream's outcome so far. Records and rejects wait in spool files; memory holds only
-    an entry per kept record (offset, group, category) and the duplicate list."""
+    an entry per kept record (offset, group, answer digest, category) and the duplicate list."""
 
     kept: list[dict] = field(default_factory=list)
     records: Spool = field(default_factory=Spool)
@@ -59,6 +59,7 @@ class Tally:
 
     def keep(self, fmt: str, record: dict) -> None:
         self.kept.append({"offset": self.records.add(record), "group": record["group"],
+                          "answer": answer_key(record["messages"]),
                           "category": record["category"], "format": fmt})
 
     def reject(self, reject: dict) -> None:
@@ -80,8 +81,7 @@ def prepare(inputs: list[str | Path], out_dir: str | Path, biographies: str | Pa
     `tokenizer` is a model folder whose tokenizer measures token lengths; `progress` is called
     with the number of input bytes read as reading advances.
     """
-    cfg = load_config("data", config, {"seed": seed})
-    check_data_config(cfg, str(config) if config is not None else "<defaults>")
+    cfg = load_config("data", config, {"seed": seed}, check=split_problems)
     _check_inputs(inputs, biographies, Path(out_dir))
     tok = load_tokenizer(tokenizer) if tokenizer is not None else None  # fail before the work
     tally = collect(raw_records(inputs, biographies, cfg, progress), cfg)
@@ -93,11 +93,14 @@ def prepare(inputs: list[str | Path], out_dir: str | Path, biographies: str | Pa
     return PrepareResult(Path(out_dir), report)
 
 
-def check_data_config(cfg: dict, label: str) -> None:
-    """ConfigError for what the schema can't express: split ratios that are all 0 leave
-    nowhere to put a record."""
-    if sum(cfg["split"].values()) <= 0:
-        raise ConfigError(label, ["split: at least one of train/valid/test must be above 0"])
+def split_problems(cfg: dict) -> list[str]:
+    """What the schema can't express: split ratios that are all 0 leave nowhere to put a
+    record. Ratios of the wrong type are the schema's to report."""
+    ratios = cfg.get("split")
+    if (isinstance(ratios, dict) and all(isinstance(v, int | float) for v in ratios.values())
+            and sum(ratios.values()) <= 0):
+        return ["split: at least one of train/valid/test must be above 0"]
+    return []
 
 
 def _check_inputs(inputs: list, biographies, out_dir: Path) -> None:
@@ -176,6 +179,10 @@ def accept(source: str, line: int, raw: object, cfg: dict) -> tuple[str, dict] |
     except RecordError as e:
         return str(e)
     messages = [{"role": m["role"], "content": clean_text(m["content"])} for m in messages]
+    # The schema saw a character; cleaning may remove it (a zero-width space, "&nbsp;").
+    empty = next((m["role"] for m in messages if not m["content"]), None)
+    if empty:
+        return f"the {empty} message is empty after cleaning"
     problem = answer_problem(messages[-1]["content"], cfg)
     if problem:
         return problem
@@ -222,7 +229,7 @@ def _is_duplicate(tally: Tally, near: NearDuplicates | None, record: dict) -> bo
                                  "kind": "exact", "similarity": 1.0})
         return True
     tally.seen[key] = record["source"]
-    match = near.check(record["source"], record["messages"]) if near else None
+    match = near.check(record["source"], record["messages"], record["group"]) if near else None
     if match:
         tally.duplicates.append({"source": record["source"], "duplicate_of": match[0],
                                  "kind": "near", "similarity": match[1]})
