@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,24 @@ def test_ask_with_a_question_that_is_not_utf8_still_prints_json(tiny_4bit):
     reply = json.loads(proc.stdout)
     assert proc.returncode == 0 and reply["status"] == "success", proc.stderr
     assert reply["prompt"] == "Faro a\ufffd\ufffdo"
+
+
+def test_serve_and_ask_take_the_system_prompt_the_model_was_trained_with(tiny_4bit):
+    # A data config's system_prompt is in every training record; before, the CLIs had no way
+    # to serve it, so a model trained with one was always asked without it.
+    lines = [json.dumps({"id": i, "op": "generate", "prompt": "Quem?", "max_tokens": 1})
+             for i in (1, 2)] + [json.dumps({"id": 3, "op": "info"})]
+    tokens = {}
+    for system in (None, "Responde em português de Portugal."):
+        args = ["--system-prompt", system] if system else []
+        proc = subprocess.run([str(BIN / "farol-bridge"), "serve", "--model", str(tiny_4bit),
+                               *args], input="\n".join(lines) + "\n", capture_output=True,
+                              text=True, timeout=120)
+        replies = {r.get("id"): r for r in map(json.loads, proc.stdout.splitlines())}
+        assert replies[3]["limits"]["system_prompt"] == system
+        tokens[system] = replies[1]["usage"]["prompt_tokens"]
+    assert tokens["Responde em português de Portugal."] > tokens[None]
+    ask = subprocess.run([str(BIN / "farol-ask"), "Quem?", "--model", str(tiny_4bit),
+                          "--max-tokens", "1", "--system-prompt", "Sê breve."],
+                         capture_output=True, text=True, timeout=120)
+    assert ask.returncode == 0 and json.loads(ask.stdout)["status"] == "success"

@@ -10,6 +10,9 @@ from farol_bridge.ask import ask
 from farol_bridge.protocol import clean_text
 from farol_bridge.server import Bridge, protocol_stdout, serve
 
+SYSTEM_HELP = ("System message put before every conversation that has none; give the data "
+               "config's system_prompt when the model was trained with one.")
+
 
 @click.group()
 def main():
@@ -21,12 +24,13 @@ def main():
 @click.option("--adapter-path", default=None, envvar="FAROL_ADAPTER", help="Adapter folder.")
 @click.option("--max-prompt-tokens", type=click.IntRange(min=1), default=None)
 @click.option("--max-tokens-cap", type=click.IntRange(min=1), default=None)
+@click.option("--system-prompt", default=None, envvar="FAROL_SYSTEM_PROMPT", help=SYSTEM_HELP)
 @exit_on_error
-def serve_cmd(model, adapter_path, max_prompt_tokens, max_tokens_cap):
+def serve_cmd(model, adapter_path, max_prompt_tokens, max_tokens_cap, system_prompt):
     """Load the model once, then answer one JSON request per stdin line."""
     with protocol_stdout() as out:
         bridge = _load(model, adapter_path, max_prompt_tokens=max_prompt_tokens,
-                       max_tokens_cap=max_tokens_cap)
+                       max_tokens_cap=max_tokens_cap, system_prompt=system_prompt)
         status = serve(bridge, sys.stdin.buffer, out)
     sys.exit(status)
 
@@ -47,12 +51,14 @@ def _load(model, adapter_path, **limits) -> Bridge:
 @click.option("--adapter-path", default=None, envvar="FAROL_ADAPTER", help="Adapter folder.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None)
 @click.option("--temperature", type=click.FloatRange(min=0), default=None)
-def ask_main(question, model, adapter_path, max_tokens, temperature):
+@click.option("--system-prompt", default=None, envvar="FAROL_SYSTEM_PROMPT", help=SYSTEM_HELP)
+def ask_main(question, model, adapter_path, max_tokens, temperature, system_prompt):
     """Answer QUESTION and print {"prompt", "response", "status"} as JSON."""
     question = clean_text(question)  # argv bytes that are not UTF-8 arrive as lone surrogates
     with protocol_stdout() as out:
         try:
-            answer = ask(question, model, adapter_path, max_tokens, temperature)
+            answer = ask(question, model, adapter_path, max_tokens, temperature,
+                         system_prompt)
             reply = {"prompt": question, "response": answer.text, "status": "success"}
         except Exception as e:  # the bot parses stdout: every failure must still be JSON
             reply = {"prompt": question, "status": "error", "error": str(e)}
