@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from farol_train.cli import main
@@ -283,15 +284,18 @@ def test_fuse_with_an_adapter_of_another_model_is_one_clear_line(trained_run, pr
     assert not (tmp_path / "o").exists()
 
 
-def test_gguf_export_of_another_architecture_is_refused_before_writing(trained_run, tiny_4bit,
-                                                                       tmp_path):
-    qwen = tmp_path / "qwen"
-    shutil.copytree(tiny_4bit, qwen)
-    config = json.loads((qwen / "config.json").read_text())
-    (qwen / "config.json").write_text(json.dumps({**config, "model_type": "qwen2"}))
-    res = CliRunner().invoke(main, ["export", "--model", str(qwen), "--adapter",
+# mlx-lm's GGUF writer names mixtral's stacked experts (switch_mlp) as no GGUF reader expects.
+@pytest.mark.parametrize("model_type", ["qwen2", "mixtral"])
+def test_gguf_export_of_another_architecture_is_refused_before_writing(model_type, trained_run,
+                                                                       tiny_4bit, tmp_path):
+    other = tmp_path / model_type
+    shutil.copytree(tiny_4bit, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "model_type": model_type}))
+    res = CliRunner().invoke(main, ["export", "--model", str(other), "--adapter",
                                     str(trained_run[0].run_dir), "--out", str(tmp_path / "g")])
-    assert res.exit_code == 1 and "GGUF export supports llama, mistral" in res.output
+    assert res.exit_code == 1
+    assert f"GGUF export supports llama, mistral models, not {model_type}" in res.output
     assert not (tmp_path / "g").exists()
 
 

@@ -336,7 +336,8 @@ def test_epochs_early_stopping_and_alpha(tiny_4bit, processed, tmp_path):
     logs = []
     result = train(config, log=logs.append)
     assert result.steps == 6 and result.stopped == "done"  # 3 batches of 2, twice
-    assert "note: lora.alpha 16 with rank 4 is lora.scale 4 in mlx-lm's terms" in logs
+    assert ("note: lora.alpha 16 with rank 4 is lora.scale 4 in mlx-lm's terms; it replaces "
+            "lora.scale 20") in logs
     saved = json.loads((result.run_dir / "adapter_config.json").read_text())
     assert saved["lora_parameters"]["scale"] == 4.0
     assert read_log(result.run_dir / "steps.jsonl")[-1]["step"] == 6
@@ -368,3 +369,43 @@ def test_the_memory_watchdog_samples_in_the_background():
     finally:
         guard.release()
     assert not guard._thread.is_alive()
+
+
+def test_an_early_stopped_or_finished_epoch_run_run_again_trains_nothing(tiny_4bit, processed,
+                                                                        tmp_path):
+    # Running the same command again used to train one more step (and stop early again) each
+    # time; a finished epochs run pointed at --iters, which epochs overrides.
+    flat = quick(tiny_4bit, processed, tmp_path, learning_rate=1e-30, steps_per_eval=1,
+                 patience=2, grad_accumulation_steps=1)
+    assert train(flat, log=lambda _: None).steps == 3
+    logs = []
+    again = train(flat, log=logs.append)
+    assert again.steps == 3 and again.stopped == "early_stop"
+    assert max(step_losses(tmp_path / "quick")) == 3
+    assert any("stopped early at step 3" in x and "training.patience" in x for x in logs)
+    epochs = quick(tiny_4bit, processed, tmp_path, name="epochs", epochs=1, batch_size=16,
+                   max_seq_length=32, grad_accumulation_steps=1)
+    done = train(epochs, log=lambda _: None)
+    logs = []
+    assert train(epochs, log=logs.append, iters=done.steps + 5).steps == done.steps
+    assert any("already complete" in x and "raise training.epochs" in x for x in logs)
+
+
+def test_the_memory_guard_sees_a_spike_between_two_samples():
+    # A step's peak can come and go between the watchdog's samples (and on a Mac the Metal
+    # buffers may not count in the resident size at all); MLX's own peak keeps it.
+    import psutil
+    from farol_train.guards import MemoryGuard
+
+    before = max(psutil.Process().memory_info().rss, mx.get_peak_memory())
+    fraction = (before + 300e6) / psutil.virtual_memory().total
+    guard = MemoryGuard(fraction)
+    guard.release()  # no background sample from here on
+    spike = mx.zeros((150_000_000,))  # 600 MB, freed before the check
+    mx.eval(spike)
+    del spike
+    mx.clear_cache()
+    assert guard.exceeded() is not None
+    later = MemoryGuard(fraction)  # that peak came before this guard: not its run's
+    later.release()
+    assert later.exceeded() is None

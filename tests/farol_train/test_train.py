@@ -160,3 +160,26 @@ def test_alpha_given_with_scale_wins_and_the_note_names_the_replaced_scale():
     assert cfg["lora"]["scale"] == 2.0 and "alpha" not in cfg["lora"]
     assert note.endswith("it replaces lora.scale 10")
     assert convert_alpha(resolve({"lora": {"scale": 10.0}})) is None
+
+
+def test_the_learning_rate_schedule_counts_steps_under_gradient_accumulation():
+    # The optimizer steps the schedule once per update, every 2 steps here: warmup_steps 4 must
+    # end at the 2nd update and the cosine must reach a tenth of the peak at the 10th, the last.
+    from farol_train.loop import learning_rate_schedule
+
+    schedule = learning_rate_schedule({"learning_rate": 1e-3, "warmup_steps": 4, "iters": 20,
+                                       "grad_accumulation_steps": 2})
+    assert schedule(mx.array(2)).item() == pytest.approx(1e-3)
+    assert schedule(mx.array(10)).item() == pytest.approx(1e-4)
+
+
+def test_a_warmup_as_long_as_the_run_is_called_out(tiny_4bit, processed, tmp_path):
+    # The learning rate would only ever climb toward its peak, never reaching or decaying from it.
+    config = {**TEST_RUN, "model": str(tiny_4bit), "data": str(processed),
+              "runs_dir": str(tmp_path)}
+    config["training"] = {**TEST_RUN["training"], "iters": 2, "warmup_steps": 2,
+                          "max_seq_length": 64, "val_batches": 1}
+    logs = []
+    train(config, log=logs.append)
+    assert "warning: warmup_steps 2 is not shorter than the run (2 steps): the learning rate " \
+           "never reaches training.learning_rate 0.003 and never decays" in logs

@@ -10,7 +10,8 @@ from mlx.utils import tree_flatten, tree_unflatten
 from mlx_lm.gguf import convert_to_gguf
 from mlx_lm.utils import dequantize_model, save
 
-GGUF_ARCHITECTURES = ("llama", "mistral", "mixtral")
+# Not mixtral: mlx-lm's GGUF writer names its stacked experts (switch_mlp) as llama.cpp does not.
+GGUF_ARCHITECTURES = ("llama", "mistral")
 
 
 def fuse(model: str | Path, adapter: str | Path, out: str | Path, dequantize: bool = False,

@@ -56,8 +56,8 @@ class MemoryGuard:
     """Caps MLX's memory at a fraction of RAM and watches the process's resident memory.
 
     `mx.set_memory_limit` makes MLX wait for scheduled work before growing past the cap. A psutil
-    watchdog thread samples the resident memory twice a second, so a spike inside a step is seen
-    too; the loop checks after every step and stops with a checkpoint before the OS kills it.
+    watchdog thread samples the resident memory twice a second; after every step the loop checks
+    the highest sample and MLX's peak, and stops with a checkpoint before the OS kills it.
     """
 
     INTERVAL_S = 0.5
@@ -68,6 +68,7 @@ class MemoryGuard:
         self.fraction = fraction
         self.process = psutil.Process()
         self.highest = 0
+        self.start_peak = mx.get_peak_memory()  # an earlier peak of this process is not the run's
         self.previous = mx.set_memory_limit(max(self.limit, 1 << 30))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="farol-memory", daemon=True)
@@ -84,8 +85,14 @@ class MemoryGuard:
         return rss
 
     def exceeded(self) -> int | None:
-        """The highest resident memory seen, in bytes, when it passed the limit; else None."""
+        """The highest memory seen, in bytes, when it passed the limit; else None.
+
+        MLX's own peak counts too: it keeps a spike that came and went between two samples,
+        and on a Mac the Metal buffers, which the resident size may leave out."""
         self.sample()
+        peak = mx.get_peak_memory()
+        if peak > self.start_peak:
+            self.highest = max(self.highest, peak)
         return self.highest if self.highest > self.limit else None
 
     def error(self, rss: int, step: int, checkpoint: str) -> FarolError:

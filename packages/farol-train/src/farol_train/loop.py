@@ -113,8 +113,12 @@ def convert_alpha(cfg: dict) -> str | None:
 
 
 def learning_rate_schedule(training: dict):
-    """Linear warmup, then cosine decay to a tenth of the peak over the remaining steps."""
-    lr, warmup, iters = training["learning_rate"], training["warmup_steps"], training["iters"]
+    """Linear warmup over `warmup_steps`, then cosine decay to a tenth of the peak by `iters`.
+
+    The optimizer advances the schedule once per update, every `grad_accumulation_steps`
+    steps, so both lengths are turned into updates."""
+    every, lr = training["grad_accumulation_steps"], training["learning_rate"]
+    warmup, iters = -(-training["warmup_steps"] // every), training["iters"] // every
     decay = optim.cosine_decay(lr, max(iters - warmup, 1), end=lr / 10)
     if warmup == 0:
         return decay
@@ -195,6 +199,10 @@ class Trainer:
             distributed.check_batch(tcfg["batch_size"], self.group.size())
         if tcfg["epochs"]:
             tcfg["iters"] = tcfg["epochs"] * self.order.steps_per_epoch
+        if tcfg["warmup_steps"] >= tcfg["iters"]:  # the schedule would only ever climb
+            self.log(f"warning: warmup_steps {tcfg['warmup_steps']} is not shorter than the run "
+                     f"({tcfg['iters']} steps): the learning rate never reaches "
+                     f"training.learning_rate {tcfg['learning_rate']:g} and never decays")
         self.optimizer = optim.AdamW(learning_rate=learning_rate_schedule(tcfg))
         self.evaluate = partial(evaluate_loss, self.model, self.valid_set, tcfg["batch_size"],
                                 tcfg["max_seq_length"], tcfg["val_batches"])
@@ -357,9 +365,14 @@ class Trainer:
     def run(self) -> TrainResult:
         iters, stopped = self.tcfg["iters"], "done"
         if self.step >= iters:
+            more = "training.epochs" if self.tcfg["epochs"] else "--iters"  # epochs sets iters
             self.log(f"run {self.cfg['name']} is already complete at step {self.step} "
-                     "(use --fresh to train it again, or raise --iters to continue)")
+                     f"(use --fresh to train it again, or raise {more} to continue)")
             return self._result(stopped)
+        if self._patience_out():  # resumed from its early stop: one more step would stop again
+            self.log(f"run {self.cfg['name']} stopped early at step {self.step} (use --fresh "
+                     "to train it again, or raise training.patience to continue)")
+            return self._result("early_stop")
         guard = MemoryGuard(self.tcfg["memory_fraction"])
         self.model.train()
         self._status("training")
