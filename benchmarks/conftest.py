@@ -45,7 +45,15 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.stash[RUN] = {"model": None, "written": None}
+    config.stash[RUN] = {"model": None, "written": None, "failed": set(), "interrupted": False}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    # A benchmark whose check failed measured something wrong: its figures must not be judged.
+    if report.when == "call" and report.failed:
+        item.config.stash[RUN]["failed"].add(report.nodeid)
 
 
 @dataclass
@@ -106,11 +114,17 @@ def bench_model(request, pytestconfig) -> models.BenchModel:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_sessionfinish(session):
+def pytest_sessionfinish(session, exitstatus):
     config = session.config
     bs = getattr(config, "_benchmarksession", None)
-    done = [b for b in (bs.benchmarks if bs else []) if b.stats and b.stats.rounds]
+    failed = config.stash[RUN]["failed"]
+    done = [b for b in (bs.benchmarks if bs else []) if b.stats and b.stats.rounds
+            and not b.has_error and b.fullname not in failed]
     if not done:
+        return
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        # Ctrl+C: a partial run would become the newest run, and the next one's baseline.
+        config.stash[RUN]["interrupted"] = True
         return
     doc = _document(config, done)
     config.stash[RUN]["written"] = (results.write(doc, config.getoption("bench_results"),
@@ -131,9 +145,15 @@ def _document(config, done) -> dict:
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    written = config.stash[RUN]["written"]
+    run = config.stash[RUN]
+    if run["interrupted"]:
+        terminalreporter.write_line("interrupted: no benchmark results file written")
+    written = run["written"]
     if written:
         path, doc = written
         terminalreporter.write_sep("-", "Farol benchmark figures")
         terminalreporter.write_line(report.summary(doc))
         terminalreporter.write_line(f"results: {path}")
+        if run["failed"]:
+            names = ", ".join(sorted(n.split("::")[-1] for n in run["failed"]))
+            terminalreporter.write_line(f"left out of the results (failed): {names}")

@@ -87,3 +87,24 @@ def test_the_verdict_names_benchmarks_missing_from_the_new_run():
     new = run_doc({"prefill tps": fig(1000.0)})
     line = verdict_line(compare(old, new), old, new, 0.10)
     assert "not in the new run (failed or left out): decode" in line
+
+
+def test_a_figure_an_older_format_kept_does_not_make_its_benchmark_missing():
+    # Older results kept the question count as a figure; it is a setting now. The benchmark ran.
+    old = run_doc({"q qps": fig(30.0), "q questions": fig(16.0, unit="", better="lower"),
+                   "d tps": fig(100.0)})
+    new = run_doc({"q qps": fig(31.0)})
+    line = verdict_line(compare(old, new), old, new, 0.10)
+    assert "not in the new run (failed or left out): d (" in line
+
+
+def test_a_figure_with_one_value_per_run_has_no_spread_and_an_unsafe_verdict():
+    # Shown as spread 0% and trusted, a single busy moment passed for a measured regression.
+    old = run_doc({"train ratio": fig(1.61, rounds=1), "d tps": fig(100.0, 99.0, 101.0)})
+    new = run_doc({"train ratio": fig(1.18, rounds=1), "d tps": fig(100.0, 99.0, 101.0)})
+    once, steady = compare(old, new, 0.10)
+    assert (once.status, once.spread, once.unsafe) == ("regression", None, True)
+    assert not steady.unsafe
+    assert regressions([once, steady]) == [once]  # still a regression: exit status 1
+    assert table([once]).splitlines()[2].endswith("-  regression (unsafe: one value)")
+    assert "unsafe for 1 figure(s) with one value per run" in verdict_line([once], old, new, 0.1)

@@ -37,3 +37,11 @@ def test_units_and_directions_follow_the_name():
     assert unit_for("wall_s") == "s"
     assert better_for("peak_memory_gb", "GB") == "lower"
     assert better_for("bridge_ratio", "") == "higher"
+
+
+def test_a_higher_is_better_word_must_be_a_whole_word():
+    # "generation" and "duration" hold "ratio": their times were judged better when higher.
+    for time_figure in ("generation_s", "prefill_duration_s", "calibration_s"):
+        assert better_for(time_figure, "s") == "lower"
+    for rate in ("tokens_per_second", "ratio_uncorrected", "raw_tps", "speedup"):
+        assert better_for(rate, "") == "higher"

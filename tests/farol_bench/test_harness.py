@@ -1,5 +1,6 @@
 """The benchmark harness end to end: a real, timed run writes a schema-valid results file."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,30 @@ def test_the_benchmarks_collect_on_their_own_through_the_pytest_script():
                            "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "test_generation.py::test_decode" in proc.stdout
+
+
+def _run_broken(tmp_path, how: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "pytest", "benchmarks/test_generation.py", "--benchmark-enable",
+           "--bench-rounds", "1", "--bench-warmup", "0", "--prompt-lengths", "16",
+           "--decode-tokens", "4", "--decode-context", "8", "--bench-results", str(tmp_path),
+           "-q", "-p", "no:cacheprovider", "-p", "tests.farol_bench.break_decode"]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "FAROL_BREAK_DECODE": how})
+
+
+def test_a_benchmark_that_failed_after_timing_is_left_out_of_the_results(tmp_path, schema):
+    # Its figures were written and judged as if the measurement were sound.
+    proc = _run_broken(tmp_path, "fail")
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    (path,) = results.find(tmp_path)
+    names = [b["name"] for b in results.load(path, schema)["benchmarks"]]
+    assert names == ["test_prefill[16]"]
+    assert "left out of the results (failed): test_decode" in proc.stdout
+
+
+def test_ctrl_c_during_a_run_writes_no_results_file(tmp_path):
+    # A partial run would become the newest run, and the next full run's baseline.
+    proc = _run_broken(tmp_path, "interrupt")
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert results.find(tmp_path) == []
+    assert "interrupted: no benchmark results file written" in proc.stdout

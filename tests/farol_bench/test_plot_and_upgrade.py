@@ -127,3 +127,14 @@ def test_zero_passes_or_rounds_are_refused_before_installing(tmp_path, monkeypat
         with pytest.raises(FarolError, match="must be at least 1"):
             check_upgrade(ROOT, "0.31.2", "0.31.3", log=lambda _: None, **options)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_runs_of_another_decode_workload_are_another_line():
+    # 4 tokens after 8 is not 128 after 512: one line would draw a speed change that is not one.
+    docs = [run_doc({"test_decode decode_tokens_per_s": fig(v)}, created=c)
+            for v, c in ((200.0, "2026-11-20T00:00:00Z"), (400.0, "2026-11-21T00:00:00Z"))]
+    docs[0]["settings"] = {"decode_tokens": 128, "decode_context": 512}
+    docs[1]["settings"] = {"decode_tokens": 4, "decode_context": 8}
+    assert sorted(series(docs)) == [
+        "Apple M1 (metal) tiny, decode 128 after 512: test_decode decode_tokens_per_s",
+        "Apple M1 (metal) tiny, decode 4 after 8: test_decode decode_tokens_per_s"]

@@ -138,3 +138,34 @@ def test_a_run_that_never_loaded_the_shape_model_compares_with_one_that_did():
     a, b = (run_doc({"d tps": fig(1.0)}, shape="model") for _ in range(2))
     b["model"]["name"] = "mistral-7b-4bit"
     assert not results.same_device(a, b)
+
+
+def test_two_runs_ending_in_the_same_second_both_keep_their_file(tmp_path, schema):
+    # Same host, mlx version and second gave the same file name: the second run replaced the first.
+    first = results.write(run_doc({"d tps": fig(1.0)}), tmp_path, schema)
+    second = results.write(run_doc({"d tps": fig(2.0)}, shape="mistral-7b"), tmp_path, schema)
+    assert first != second and results.load(first, schema)["shape"] == "tiny"
+    assert results.find(tmp_path) == [first, second]
+    assert results.newest(tmp_path, schema)[1]["shape"] == "mistral-7b"
+
+
+def test_a_baseline_from_another_host_is_compared_with_a_note(tmp_path, schema, capsys):
+    # The committed baseline is one 2-core VM's "AMD EPYC"; any other EPYC box matched it silently.
+    runs, base = tmp_path / "results", tmp_path / "baselines"
+    mine = run_doc({"d tps": fig(2.0)})
+    mine["host"] = "my-box"
+    results.write(mine, runs, schema)
+    results.write(run_doc({"d tps": fig(1.0)}, created="2026-11-01T00:00:00Z"), base, schema)
+    results.pair(runs, base, schema)
+    assert "baseline ran on host 'mac', the new run on 'my-box'" in capsys.readouterr().out
+    results.write(run_doc({"d tps": fig(1.0)}, created="2026-11-02T00:00:00Z") | {"host": "my-box"},
+                  base, schema)
+    results.pair(runs, base, schema)
+    assert capsys.readouterr().out == ""
+
+
+def test_a_machine_without_a_host_name_still_writes_its_results(tmp_path, schema, monkeypatch):
+    # An empty host name broke the schema at the end of the run, and the whole run was lost.
+    monkeypatch.setattr(results.socket, "gethostname", lambda: "")
+    doc = results.build([], "tiny", {"name": "tiny-mistral-4bit"}, {})
+    assert results.load(results.write(doc, tmp_path, schema), schema)["host"] == "unknown"

@@ -4,7 +4,9 @@ A figure regresses when its median got worse by more than the threshold (slower 
 times, more memory). The spread of a figure is (max - min) / median over its repeats. A verdict
 is marked unsafe when either run's spread exceeds the threshold and the two runs' min-max ranges
 overlap: the repeats disagree by more than the change being judged, and some repeat of the
-worse run was as good as one of the better run.
+worse run was as good as one of the better run. A figure with one value in either run (one
+round, or one number from the benchmark) has no spread: its noise is unknown, so its verdict is
+marked unsafe too.
 """
 
 import math
@@ -23,7 +25,7 @@ class Row:
     new: float | None
     ratio: float | None  # new / old
     worse: float | None  # fraction by which new is worse than old (negative: better)
-    spread: float  # the larger relative spread of the two runs
+    spread: float | None  # the larger relative spread of the two runs; None: one value
     status: str  # "ok", "regression", "improved", "only old", "only new", "not judged: ..."
     unsafe: bool
 
@@ -70,7 +72,8 @@ def _row(key: str, old: dict | None, new: dict | None, threshold: float) -> Row:
         fig = old or new
         return Row(key, fig["unit"], _median(old), _median(new), None, None, spread(fig),
                    "only new" if old is None else "only old", False)
-    noise = max(spread(old), spread(new))
+    spreads = (spread(old), spread(new))
+    noise = None if None in spreads else max(spreads)
     a, b = old["median"], new["median"]
     if not (a > 0 and b >= 0 and math.isfinite(a) and math.isfinite(b)):
         # A ratio to zero, a negative or a NaN says nothing; show it rather than call it "ok".
@@ -83,16 +86,20 @@ def _row(key: str, old: dict | None, new: dict | None, threshold: float) -> Row:
         status = "regression"
     elif worse < -threshold - TIE:
         status = "improved"
+    # One value per run says nothing about noise: a 20% change may be one busy moment.
+    unsafe = noise is None or (noise > threshold and _overlap(old, new))
     return Row(key, new["unit"], old["median"], new["median"], ratio, worse, noise, status,
-               noise > threshold and _overlap(old, new))
+               unsafe)
 
 
 def _overlap(a: dict, b: dict) -> bool:
     return a["min"] <= b["max"] and b["min"] <= a["max"]
 
 
-def spread(fig: dict) -> float:
-    """(max - min) / median of a figure's repeats; 0 for a single measurement."""
+def spread(fig: dict) -> float | None:
+    """(max - min) / median of a figure's repeats; None for a single value (noise unknown)."""
+    if fig["rounds"] < 2:
+        return None
     return (fig["max"] - fig["min"]) / abs(fig["median"]) if fig["median"] else 0.0
 
 
@@ -104,13 +111,20 @@ def table(rows: list[Row], old_label: str = "old", new_label: str = "new") -> st
     """A plain-text table: figure, unit, old, new, ratio, spread, verdict."""
     head = ("figure", "unit", old_label, new_label, "new/old", "spread", "verdict")
     lines = [head] + [(r.key, r.unit, _num(r.old), _num(r.new),
-                       "" if r.ratio is None else f"{r.ratio:.3f}", f"{r.spread:.0%}",
-                       r.status + (" (unsafe: noisy)" if r.unsafe else "")) for r in rows]
+                       "" if r.ratio is None else f"{r.ratio:.3f}",
+                       "-" if r.spread is None else f"{r.spread:.0%}", r.status + _unsafe(r))
+                      for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = ["  ".join(c.ljust(w) if i < 2 or i == 6 else c.rjust(w)
                      for i, (c, w) in enumerate(zip(line, widths, strict=True))).rstrip()
            for line in lines]
     return "\n".join(out[:1] + ["-" * len(out[0])] + out[1:])
+
+
+def _unsafe(r: Row) -> str:
+    if not r.unsafe:
+        return ""
+    return " (unsafe: one value)" if r.spread is None else " (unsafe: noisy)"
 
 
 def _num(v: float | None) -> str:
@@ -119,19 +133,32 @@ def _num(v: float | None) -> str:
     return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
+def missing_benchmarks(rows: list[Row]) -> list[str]:
+    """Benchmarks of the old run with no figure at all in the new one. A figure that an older
+    results format kept and the new one does not (a count now in the settings) is not one."""
+    bench = {r.key: r.key.rsplit(" ", 1)[0] for r in rows}
+    present = {bench[r.key] for r in rows if r.status != "only old"}
+    return list(dict.fromkeys(b for k, b in bench.items() if b not in present))
+
+
 def verdict_line(rows: list[Row], old: dict, new: dict, threshold: float) -> str:
     """One sentence: regressions or none, and whether noise makes the verdict unsafe."""
-    bad, noisy = regressions(rows), [r for r in rows if r.unsafe]
+    bad = regressions(rows)
+    noisy = [r for r in rows if r.unsafe and r.spread is not None]
+    single = [r for r in rows if r.unsafe and r.spread is None]
     head = (f"{len(bad)} of {len(rows)} figures worse by more than {threshold:.0%}: "
             + ", ".join(r.key for r in bad) if bad
             else f"no figure worse by more than {threshold:.0%}")
-    gone = list(dict.fromkeys(r.key.rsplit(" ", 1)[0] for r in rows if r.status == "only old"))
+    gone = missing_benchmarks(rows)
     if gone:
         # A benchmark that failed or was left out of the new run must not pass unnoticed.
         head += f"; not in the new run (failed or left out): {', '.join(gone)}"
     if noisy:
         head += (f"; unsafe for {len(noisy)} figure(s) whose min-max ranges overlap and spread"
                  " wider than the threshold (rerun on a quiet machine)")
+    if single:
+        head += (f"; unsafe for {len(single)} figure(s) with one value per run, whose noise is "
+                 "unknown (more rounds give a spread)")
     versions = (f"mlx {old['versions']['mlx']} -> {new['versions']['mlx']}, mlx-lm "
                 f"{old['versions']['mlx_lm']} -> {new['versions']['mlx_lm']}")
     return f"{head} ({versions})"

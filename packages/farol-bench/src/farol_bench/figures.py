@@ -10,10 +10,13 @@ A benchmark's figures come from two places. pytest-benchmark's stats give `secon
   `extra_info["settings"] = {...}` is the place for numbers that are settings, not figures.
 """
 
+import re
 import statistics
 
-# A figure whose name or unit holds one of these is better when higher; otherwise lower.
-HIGHER_IS_BETTER = ("per_s", "/s", "tps", "ratio", "fraction", "speedup")
+# A figure whose name or unit holds "/s" or one of these words is better when higher; otherwise
+# lower. Whole words only: "generation_s" and "duration_s" hold "ratio" but are times.
+HIGHER_IS_BETTER = re.compile(
+    r"/s|(?<![a-z0-9])(per_s(ec(ond)?)?|tps|ratio|fraction|speedup)s?(?![a-z0-9])")
 UNIT_SUFFIXES = (("_per_s", "1/s"), ("_gb", "GB"), ("_bytes", "bytes"), ("_s", "s"))
 
 
@@ -26,8 +29,7 @@ def summarize(values, unit: str, better: str | None = None, name: str = "") -> d
 
 def better_for(name: str, unit: str) -> str:
     """"higher" for rates and ratios, "lower" for times and memory."""
-    text = f"{name} {unit}".lower()
-    return "higher" if any(h in text for h in HIGHER_IS_BETTER) else "lower"
+    return "higher" if HIGHER_IS_BETTER.search(f"{name} {unit}".lower()) else "lower"
 
 
 def unit_for(name: str) -> str:

@@ -10,11 +10,13 @@ import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
 from farol_core.errors import FarolError  # noqa: E402
 
 from farol_bench.compare import figures_by_key  # noqa: E402
+from farol_bench.results import WORKLOAD  # noqa: E402
 
 
 def series(docs: list[dict]) -> dict[str, list[tuple]]:
-    """`"<device> (<backend>) <shape>: <figure>"` -> [(time, median, min, max, mlx version)],
-    oldest first. Runs on different devices or models are different lines, never one."""
+    """`"<device> (<backend>) <shape>[, decode N after M]: <figure>"` -> [(time, median, min,
+    max, mlx version)], oldest first. Runs on different devices, models or decode workloads are
+    different lines, never one."""
     out: dict[str, list[tuple]] = {}
     # A baseline is a copy of a run: drop it, but never a run of another device or model that
     # ended in the same second on a host of the same name.
@@ -32,7 +34,10 @@ def series(docs: list[dict]) -> dict[str, list[tuple]]:
 def _line(doc: dict) -> str:
     # A --model run is named by its folder: two models of the same shape are two lines.
     model = f" {doc['model'].get('name')}" if doc["shape"] == "model" else ""
-    return f"{doc['device']['name']} ({doc['device']['backend']}) {doc['shape']}{model}"
+    # Runs of another decode workload are not comparable (bench-compare refuses them either).
+    tokens, context = (doc["settings"].get(k) for k in WORKLOAD)
+    work = f", decode {tokens} after {context}" if tokens is not None else ""
+    return f"{doc['device']['name']} ({doc['device']['backend']}) {doc['shape']}{model}{work}"
 
 
 def plot(docs: list[dict], out: str | Path) -> Path:

@@ -5,6 +5,7 @@ per benchmark, its settings and its figures (see `farol_bench.figures`).
 """
 
 import copy
+import itertools
 import json
 import platform
 import re
@@ -42,7 +43,8 @@ def build(benchmarks: list[dict], shape: str, model: dict, settings: dict,
     return {
         "schema_version": SCHEMA_VERSION,
         "created": (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "host": socket.gethostname(),
+        # The schema needs a host; a container may have no name, and the run must still be kept.
+        "host": socket.gethostname() or "unknown",
         "versions": {"mlx": f["mlx"], "mlx_lm": f["mlx_lm"], "python": f["python"],
                      "os": platform.platform()},
         "device": device or device_facts(),
@@ -74,9 +76,27 @@ def file_name(doc: dict) -> str:
 def write(doc: dict, out_dir: str | Path, schema: dict) -> Path:
     """Validate `doc` and write it into `out_dir`; returns the file's path."""
     validate(doc, schema)
-    path = Path(out_dir) / file_name(doc)
-    write_json(path, doc)
+    path = _claim(Path(out_dir), file_name(doc))
+    try:
+        write_json(path, doc)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return path
+
+
+def _claim(folder: Path, name: str) -> Path:
+    """A new, empty file `name` in `folder`, else `<name>-2.json`, `-3`, ...: two runs that end
+    in the same second on one host must not overwrite each other."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = name.removesuffix(".json")
+    for n in itertools.count(1):
+        path = folder / (name if n == 1 else f"{stem}-{n}.json")
+        try:
+            path.open("x").close()  # exclusive: another process may be writing the same name
+            return path
+        except FileExistsError:
+            continue
 
 
 def validate(doc: dict, schema: dict) -> None:
@@ -128,7 +148,13 @@ def find(folder: str | Path) -> list[Path]:
     other JSON files there are not runs and are left alone."""
     folder = Path(folder)
     found = folder.glob("*.json") if folder.is_dir() else []
-    return sorted((p for p in found if RUN_NAME.match(p.name)), key=lambda p: p.name)
+    return sorted((p for p in found if RUN_NAME.match(p.name)), key=_order)
+
+
+def _order(path: Path) -> tuple:
+    # Within one second, `<name>-2.json` was written after `<name>.json` ("-" sorts before ".").
+    again = re.search(r"-(\d+)\.json$", path.name)
+    return path.name[:16], int(again[1]) if again else 1, path.name
 
 
 def same_device(a: dict, b: dict) -> bool:
@@ -207,12 +233,18 @@ def merge(docs: list[dict]) -> dict:
 
 
 def pair(results_dir: Path, baselines_dir: Path, schema: dict,
-         baseline: str | Path | None = None) -> tuple[Path, dict, Path, dict]:
-    """(baseline path, baseline, newest path, newest): the two runs `bench-compare` judges."""
+         baseline: str | Path | None = None, warn=print) -> tuple[Path, dict, Path, dict]:
+    """(baseline path, baseline, newest path, newest): the two runs `bench-compare` judges.
+
+    A baseline from another host is compared, with a note through `warn`."""
     new_path, new = newest(results_dir, schema)
     if baseline:
         old_path, old = Path(baseline), load(baseline, schema)
     else:
-        old_path, old = baseline_for(new, new_path, [results_dir, baselines_dir], schema)
+        old_path, old = baseline_for(new, new_path, [results_dir, baselines_dir], schema, warn)
     check_comparable(old, new)
+    if old["host"] != new["host"]:
+        # A device name does not pin the machine ("AMD EPYC": any core count, any load).
+        warn(f"note: the baseline ran on host {old['host']!r}, the new run on {new['host']!r}; "
+             f"same device name '{new['device']['name']}', but maybe not the same machine")
     return old_path, old, new_path, new
