@@ -2,7 +2,15 @@
 
 import pytest
 from farol_train.calibrate import MISTRAL_7B
-from farol_train.memory import Shape, estimate, measure_peak, read_shape, weight_bytes
+from farol_train.memory import (
+    Shape,
+    estimate,
+    measure_peak,
+    read_shape,
+    shape_from_config,
+    weight_bytes,
+)
+from farol_train.preflight import ram_budget
 
 # Tiny llama-shaped models of several sizes (float32, 4-bit group 64), one config each, each
 # measured in its own process. They span the calibration grid; see docs/training.md.
@@ -44,3 +52,21 @@ def test_shape_from_a_real_model_folder(tiny_4bit):
     assert (shape.hidden, shape.layers, shape.bits, shape.dtype_bytes) == (128, 4, 4, 4)
     on_disk = sum(p.stat().st_size for p in tiny_4bit.glob("*.safetensors"))
     assert abs(weight_bytes(shape) - on_disk) / on_disk < 0.05
+
+
+def test_the_dtype_is_read_from_new_and_old_config_keys():
+    # Newer Hugging Face configs write "dtype"; a float32 model read as 16-bit halves its estimate.
+    base = {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128,
+            "num_attention_heads": 2, "vocab_size": 32}
+    for key in ("dtype", "torch_dtype"):
+        assert shape_from_config({**base, key: "float32"}).dtype_bytes == 4
+    assert shape_from_config(base).dtype_bytes == 2
+
+
+def test_the_budget_on_a_mac_stops_at_metals_working_set():
+    gb = 1 << 30
+    # A 16 GB M1 with 14.6 GB free: 90% of RAM would be past the ~11.4 GB Metal recommends.
+    m1 = {"max_recommended_working_set_size": int(11.4 * gb)}
+    assert ram_budget(16 * gb, int(14.6 * gb), 0.9, m1) == int(11.4 * gb)
+    assert ram_budget(16 * gb, int(14.6 * gb), 0.5, m1) == 8 * gb
+    assert ram_budget(16 * gb, 4 * gb, 0.9, {}) == 4 * gb  # no Metal: RAM and what is free

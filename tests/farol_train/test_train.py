@@ -183,3 +183,16 @@ def test_a_warmup_as_long_as_the_run_is_called_out(tiny_4bit, processed, tmp_pat
     train(config, log=logs.append)
     assert "warning: warmup_steps 2 is not shorter than the run (2 steps): the learning rate " \
            "never reaches training.learning_rate 0.003 and never decays" in logs
+
+
+def test_steps_left_over_from_gradient_accumulation_are_called_out(tiny_4bit, processed,
+                                                                  tmp_path):
+    # Step 3's gradient would wait for a fourth step that never comes: it trains nothing.
+    config = {**TEST_RUN, "model": str(tiny_4bit), "data": str(processed),
+              "runs_dir": str(tmp_path)}
+    config["training"] = {**TEST_RUN["training"], "iters": 3, "grad_accumulation_steps": 2,
+                          "max_seq_length": 64, "val_batches": 1}
+    logs = []
+    train(config, log=logs.append)
+    assert ("warning: iters 3 is not a multiple of grad_accumulation_steps 2: the last 1 "
+            "step(s) train nothing") in logs

@@ -203,6 +203,11 @@ class Trainer:
             self.log(f"warning: warmup_steps {tcfg['warmup_steps']} is not shorter than the run "
                      f"({tcfg['iters']} steps): the learning rate never reaches "
                      f"training.learning_rate {tcfg['learning_rate']:g} and never decays")
+        left = tcfg["iters"] % tcfg["grad_accumulation_steps"]
+        if left:  # their gradient waits for an update that never comes
+            self.log(f"warning: iters {tcfg['iters']} is not a multiple of "
+                     f"grad_accumulation_steps {tcfg['grad_accumulation_steps']}: the last "
+                     f"{left} step(s) train nothing")
         self.optimizer = optim.AdamW(learning_rate=learning_rate_schedule(tcfg))
         self.evaluate = partial(evaluate_loss, self.model, self.valid_set, tcfg["batch_size"],
                                 tcfg["max_seq_length"], tcfg["val_batches"])

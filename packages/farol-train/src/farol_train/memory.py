@@ -62,7 +62,8 @@ def shape_from_config(config: dict) -> Shape:
             kv_heads=config.get("num_key_value_heads") or heads,
             head_dim=config.get("head_dim") or config["hidden_size"] // heads,
             vocab=config["vocab_size"],
-            dtype_bytes=DTYPE_BYTES.get(config.get("torch_dtype"), 2),
+            # Newer Hugging Face configs write "dtype"; older ones "torch_dtype".
+            dtype_bytes=DTYPE_BYTES.get(config.get("dtype") or config.get("torch_dtype"), 2),
             bits=quant.get("bits"), group_size=quant.get("group_size", 64),
             tied=bool(config.get("tie_word_embeddings", False)))
     except KeyError as e:

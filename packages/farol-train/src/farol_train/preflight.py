@@ -46,11 +46,20 @@ class Check:
 
 def memory_budget(cfg: dict) -> int:
     """Bytes a run may use: the GPU's memory on CUDA, else RAM (unified on a Mac), capped by
-    training.memory_fraction and by what is available now."""
+    training.memory_fraction, by what is available now and by Metal's working set."""
     vm = psutil.virtual_memory()
     if backend() == "cuda":
         return device_memory("cuda")
-    return int(min(vm.total * cfg["training"]["memory_fraction"], vm.available))
+    return ram_budget(vm.total, vm.available, cfg["training"]["memory_fraction"],
+                      mx.device_info())
+
+
+def ram_budget(total: int, available: int, fraction: float, info: dict) -> int:
+    """min(total * fraction, available), and on a Mac at most the working set Metal recommends
+    (`info` is mx.device_info()): past it the GPU's buffers page, and a 16 GB M1 crawls."""
+    budget = min(total * fraction, available)
+    working_set = info.get("max_recommended_working_set_size")
+    return int(min(budget, working_set) if working_set else budget)
 
 
 def device_memory(kind: str) -> int:
