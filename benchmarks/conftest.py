@@ -94,6 +94,18 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("prompt_length", lengths, ids=[str(n) for n in lengths])
 
 
+def pytest_collection_modifyitems(config, items):
+    # Only benchmarks that take bench_model measure --shape / --model; the rest build the tiny
+    # model themselves, and their figures must not be filed under another shape.
+    if config.getoption("shape") == "tiny" and not config.getoption("model"):
+        return
+    skip = pytest.mark.skip(reason="measures the embedded tiny model only; run it with "
+                                   "--shape tiny")
+    for item in items:
+        if "bench_model" not in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def bench_settings(pytestconfig) -> Settings:
     return _settings(pytestconfig)

@@ -102,3 +102,14 @@ def test_ctrl_c_during_a_run_writes_no_results_file(tmp_path):
     assert proc.returncode == 2, proc.stdout[-3000:]
     assert results.find(tmp_path) == []
     assert "interrupted: no benchmark results file written" in proc.stdout
+
+
+def test_tiny_only_benchmarks_are_skipped_under_another_shape(tmp_path):
+    # They always ran on the tiny model, so a --shape mistral-7b run filed tiny figures as 7B.
+    cmd = [sys.executable, "-m", "pytest", "benchmarks/test_prepare_speed.py",
+           "benchmarks/test_train_speed.py", "--shape", "mistral-7b", "--benchmark-enable",
+           "--bench-results", str(tmp_path), "-q", "-rs", "-p", "no:cacheprovider"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "4 skipped" in proc.stdout and "run it with --shape tiny" in proc.stdout
+    assert results.find(tmp_path) == []
