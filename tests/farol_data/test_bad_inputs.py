@@ -166,3 +166,13 @@ def test_lone_surrogates_from_a_cut_emoji_do_not_stop_the_run(tmp_path):
     assert (r["kept"], r["rejected"], r["categories"]) == (1, 1, {"jogadores": 1})
     reject = json.loads((tmp_path / "out" / "rejects.jsonl").read_text())
     assert json.loads(reject["raw"])["prompt"] == "Quem \ud83d foi?"
+
+
+def test_macos_resource_fork_files_are_not_biographies(tmp_path):
+    from farol_data.biographies import biography_files
+
+    folder = tmp_path / "bios"
+    folder.mkdir()
+    (folder / "hassan_nader.md").write_text("# Hassan Nader\n\nAvançado marroquino.\n")
+    (folder / "._hassan_nader.md").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    assert [p.name for p in biography_files(folder)] == ["hassan_nader.md"]

@@ -9,6 +9,8 @@ ANSWER = "O Farense foi fundado em 1910."
 @pytest.mark.parametrize(("record", "fmt", "user"), [
     ({"prompt": "Quando?", "completion": ANSWER}, "completion", "Quando?"),
     ({"instruction": "Quando?", "input": "", "output": ANSWER}, "alpaca", "Quando?"),
+    # pandas' to_json writes an empty cell as null; it was a reject ("must be string")
+    ({"instruction": "Quando?", "input": None, "output": ANSWER}, "alpaca", "Quando?"),
     ({"instruction": "Quando?", "input": "Em Faro.", "output": ANSWER}, "alpaca",
      "Quando?\n\nEm Faro."),
     ({"instrucao": "Quando?", "contexto": "Em Faro.", "resposta": ANSWER}, "alpaca",

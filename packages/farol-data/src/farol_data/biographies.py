@@ -37,8 +37,9 @@ def biography_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FarolError(f"Biographies folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*")
-                   if p.suffix.lower() in (".md", ".txt") and p.is_file())
+    # "._name.md" files are macOS's resource forks (copied to a USB stick or zip), not text.
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".md", ".txt")
+                   and not p.name.startswith("._") and p.is_file())
     if not files:
         raise FarolError(f"No biographies (.md or .txt files) under {folder}",
                          hint="pass the folder that holds one file per player")

@@ -117,7 +117,7 @@ def _completion(record: dict) -> list[dict]:
 
 
 def _alpaca(record: dict) -> list[dict]:
-    extra = record.get("input", "").strip()
+    extra = (record.get("input") or "").strip()  # pandas writes an empty cell as null
     question = record["instruction"]
     return [{"role": "user", "content": f"{question}\n\n{extra}" if extra else question},
             {"role": "assistant", "content": record["output"]}]
