@@ -53,6 +53,12 @@ def test_staged_dir_replaces_whole_or_not_at_all(tmp_path):
         (work / "new.txt").write_text("new")
     assert [p.name for p in out.iterdir()] == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging left behind
+    # The last rename failing (here: nothing was built) once deleted the old folder with the
+    # staging area; it must be put back.
+    with pytest.raises(FileNotFoundError), staged_dir(out, force=True):
+        pass
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
 def test_exponent_numbers_read_as_numbers_in_yaml_and_in_a_saved_config_json(tmp_path):

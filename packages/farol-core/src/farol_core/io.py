@@ -77,7 +77,12 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
         yield staging / "new"
         if out.exists():
             out.rename(staging / "old")  # the old folder stays until the new one is in place
-        (staging / "new").rename(out)
+        try:
+            (staging / "new").rename(out)
+        except BaseException:
+            if (staging / "old").exists():
+                (staging / "old").rename(out)  # put the old folder back before cleaning up
+            raise
         fsync_dir(out.parent)  # the rename itself survives a power cut
     finally:
         shutil.rmtree(staging, ignore_errors=True)
