@@ -68,7 +68,7 @@ class MemoryGuard:
         self.fraction = fraction
         self.process = psutil.Process()
         self.highest = 0
-        self.start_peak = mx.get_peak_memory()  # an earlier peak of this process is not the run's
+        mx.reset_peak_memory()  # from here MLX's peak is the run's: an earlier one is not
         self.previous = mx.set_memory_limit(max(self.limit, 1 << 30))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="farol-memory", daemon=True)
@@ -90,9 +90,7 @@ class MemoryGuard:
         MLX's own peak counts too: it keeps a spike that came and went between two samples,
         and on a Mac the Metal buffers, which the resident size may leave out."""
         self.sample()
-        peak = mx.get_peak_memory()
-        if peak > self.start_peak:
-            self.highest = max(self.highest, peak)
+        self.highest = max(self.highest, mx.get_peak_memory())
         return self.highest if self.highest > self.limit else None
 
     def error(self, rss: int, step: int, checkpoint: str) -> FarolError:
