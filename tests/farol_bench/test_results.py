@@ -164,6 +164,23 @@ def test_a_baseline_from_another_host_is_compared_with_a_note(tmp_path, schema, 
     assert capsys.readouterr().out == ""
 
 
+def test_the_newest_run_as_its_own_baseline_is_refused(tmp_path, schema):
+    runs = tmp_path / "results"
+    path = results.write(run_doc({"d tps": fig(2.0)}), runs, schema)
+    with pytest.raises(FarolError, match="is the newest run itself"):
+        results.pair(runs, tmp_path / "baselines", schema, baseline=path)
+
+
+def test_runs_with_other_bandwidths_get_a_note(tmp_path, schema, capsys):
+    runs = tmp_path / "results"
+    old = run_doc({"d tps": fig(1.0)}, created="2026-11-01T00:00:00Z")
+    old["device"]["bandwidth_bytes_per_s"] = 100e9  # given with --bandwidth
+    old_path = results.write(old, tmp_path / "old", schema)
+    results.write(run_doc({"d tps": fig(2.0)}), runs, schema)
+    results.pair(runs, tmp_path / "baselines", schema, baseline=old_path)
+    assert "decode_fraction_of_bound figures are not comparable" in capsys.readouterr().out
+
+
 def test_a_machine_without_a_host_name_still_writes_its_results(tmp_path, schema, monkeypatch):
     # An empty host name broke the schema at the end of the run, and the whole run was lost.
     monkeypatch.setattr(results.socket, "gethostname", lambda: "")

@@ -240,6 +240,9 @@ def pair(results_dir: Path, baselines_dir: Path, schema: dict,
     new_path, new = newest(results_dir, schema)
     if baseline:
         old_path, old = Path(baseline), load(baseline, schema)
+        if old_path.resolve() == new_path.resolve():  # it would judge the run against itself
+            raise FarolError(f"--baseline {baseline} is the newest run itself",
+                             hint="pass an older results file, or leave --baseline out")
     else:
         old_path, old = baseline_for(new, new_path, [results_dir, baselines_dir], schema, warn)
     check_comparable(old, new)
@@ -247,4 +250,9 @@ def pair(results_dir: Path, baselines_dir: Path, schema: dict,
         # A device name does not pin the machine ("AMD EPYC": any core count, any load).
         warn(f"note: the baseline ran on host {old['host']!r}, the new run on {new['host']!r}; "
              f"same device name '{new['device']['name']}', but maybe not the same machine")
+    bounds = [d["device"].get("bandwidth_bytes_per_s") for d in (old, new)]
+    if bounds[0] != bounds[1]:
+        # decode_fraction_of_bound divides by this bandwidth: other bounds, other fractions.
+        warn(f"note: the runs used other memory bandwidths ({bounds[0]} and {bounds[1]} bytes/s),"
+             " so their decode_fraction_of_bound figures are not comparable")
     return old_path, old, new_path, new
