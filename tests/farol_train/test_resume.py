@@ -412,3 +412,13 @@ def test_the_memory_guard_sees_a_spike_between_two_samples():
     later = MemoryGuard(fraction)  # that peak came before this guard: not its run's
     later.release()
     assert later.exceeded() is None
+
+
+def test_the_guard_limits_gpu_memory_on_cuda_and_ram_elsewhere():
+    # On CUDA, MLX's peak is GPU memory: a limit taken from RAM would never stop a run there.
+    from farol_train.guards import memory_total
+
+    h100 = {"device_name": "NVIDIA H100 80GB HBM3", "memory_size": 85_000_000_000}
+    assert memory_total("cuda", h100, 128_000_000_000) == (85_000_000_000, "GPU memory")
+    assert memory_total("metal", {"memory_size": 17_179_869_184}, 17_179_869_184)[1] == "RAM"
+    assert memory_total("cpu", {}, 24_000_000_000) == (24_000_000_000, "RAM")

@@ -6,6 +6,7 @@ import threading
 
 import mlx.core as mx
 import psutil
+from farol_core.device import backend
 from farol_core.errors import FarolError
 
 
@@ -52,8 +53,17 @@ def check_finite(loss: float, step: int, last_checkpoint: str | None,
     )
 
 
+def memory_total(kind: str, info: dict, ram: int) -> tuple[int, str]:
+    """(bytes, name) of the memory a `kind` backend trains in: the GPU's own on CUDA (`info`
+    is mx.device_info()), else RAM, which a Mac's GPU shares."""
+    if kind == "cuda" and info.get("memory_size"):
+        return int(info["memory_size"]), "GPU memory"
+    return ram, "RAM"
+
+
 class MemoryGuard:
-    """Caps MLX's memory at a fraction of RAM and watches the process's resident memory.
+    """Caps MLX's memory at a fraction of RAM (of GPU memory on CUDA) and watches the process's
+    resident memory.
 
     `mx.set_memory_limit` makes MLX wait for scheduled work before growing past the cap. A psutil
     watchdog thread samples the resident memory twice a second; after every step the loop checks
@@ -63,7 +73,8 @@ class MemoryGuard:
     INTERVAL_S = 0.5
 
     def __init__(self, fraction: float):
-        self.total = psutil.virtual_memory().total
+        self.total, self.memory_name = memory_total(backend(), mx.device_info(),
+                                                    psutil.virtual_memory().total)
         self.limit = int(self.total * fraction)
         self.fraction = fraction
         self.process = psutil.Process()
@@ -97,7 +108,7 @@ class MemoryGuard:
         return FarolError(
             f"memory use reached {rss / 1e9:.2f} GB at step {step}, above the limit of "
             f"{self.limit / 1e9:.2f} GB (training.memory_fraction={self.fraction} of "
-            f"{self.total / 1e9:.1f} GB RAM); saved {checkpoint} and stopped",
+            f"{self.total / 1e9:.1f} GB {self.memory_name}); saved {checkpoint} and stopped",
             hint="lower training.batch_size or max_seq_length, turn on grad_checkpoint, or "
                  "adapt fewer lora.num_layers (see `farol-train preflight`); run again to resume",
         )
