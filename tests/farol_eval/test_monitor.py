@@ -177,7 +177,11 @@ def test_a_run_whose_process_died_or_stopped_is_not_shown_as_running(trained_run
     here = {"host": socket.gethostname(), "step": 6}
     cases = [({**here, "state": "training", "pid": int(dead)}, "stopped (process gone at step 6)"),
              ({**here, "state": "interrupted", "pid": 1}, "stopped (interrupted at step 6)"),
-             ({**here, "state": "training", "pid": os.getpid()}, "running")]
+             ({**here, "state": "training", "pid": os.getpid()}, "running"),
+             # a resume still loading its model: not the last attempt's end
+             ({**here, "state": "loading", "step": None, "pid": os.getpid()}, "running"),
+             ({**here, "state": "loading", "step": None, "pid": int(dead)},
+              "stopped (process gone while loading)")]
     for status, expected in cases:
         console = _console()
         snap = monitor(_cut_run(trained_run, tmp_path / status["state"] / str(status["pid"]),

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from farol_core.errors import FarolError
 from farol_core.io import read_log
+from farol_eval.monitor import ended
 from farol_train import checkpoint as ckpt
 from farol_train import train
 
@@ -247,6 +248,10 @@ def test_ctrl_c_while_loading_exits_130_and_leaves_the_run_as_it_was(reference, 
     deadline = time.time() + 60
     while not started.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
+    # While it loads, a monitor must not take the last attempt's end for this one's.
+    status = json.loads((tmp_path / "quick" / "status.json").read_text())
+    assert (status["state"], status["pid"]) == ("loading", proc.pid)
+    assert ended(tmp_path / "quick") is None
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130, out
@@ -289,10 +294,6 @@ def test_fresh_starts_over_and_a_changed_config_is_refused(reference, tmp_path):
     assert again.resumed_from == 0 and again.steps == 4
     assert [p.name for p in ckpt.list_checkpoints(tmp_path / "quick")] == ["step-0000003",
                                                                             "step-0000004"]
-
-
-def _tree(folder) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def test_no_usable_checkpoint_is_refused_and_fresh_says_what_it_deletes(reference, tmp_path):

@@ -59,10 +59,11 @@ def ended(run_dir: Path) -> str | None:
         status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None  # no status yet (or a run from before status.json): judge by metrics
-    if status.get("state") == "training":
+    if status.get("state") in ("training", "loading"):  # loading: a resume, before step 1
         if status.get("host") != socket.gethostname() or _alive(status.get("pid")):
             return None
-        return f"stopped (process gone at step {status.get('step')})"
+        where = "while loading" if status["state"] == "loading" else f"at step {status.get('step')}"
+        return f"stopped (process gone {where})"
     return f"stopped ({status.get('state')} at step {status.get('step')})"
 
 

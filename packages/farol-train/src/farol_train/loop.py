@@ -23,7 +23,7 @@ import numpy as np
 from farol_core.config import ConfigError, load_config, merge
 from farol_core.dataset import evaluate_loss, load_split, masked_loss
 from farol_core.errors import FarolError, Interrupted
-from farol_core.io import write_json
+from farol_core.io import atomic_write_text, write_json
 from farol_core.model import load_model
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 from mlx_lm.tuner.trainer import grad_checkpoint
@@ -150,12 +150,34 @@ def train(config=None, log=print, fresh: bool = False, **overrides) -> TrainResu
 
 
 def _load(cfg: dict, log, fresh: bool, group) -> "Trainer":
+    # A monitor started beside a resume would read the last attempt's "interrupted" and leave.
+    restore = _loading_status(Path(cfg["runs_dir"]) / cfg["name"], group)
     try:
         return Trainer(cfg, log, fresh, group)
     except KeyboardInterrupt:  # before the first step there is nothing to save
+        restore()
         raise Interrupted("stopped while loading, before the first step; no checkpoint was "
                           "written", hint="run the same command again to start or resume") \
             from None
+    except BaseException:
+        restore()
+        raise
+
+
+def _loading_status(run_dir: Path, group):
+    """Mark an existing run as loading (for `invoke monitor`); returns what puts the previous
+    status.json back, byte for byte, should loading fail."""
+    path = run_dir / STATUS_FILE
+    if (group is not None and group.rank() != 0) or not path.is_file():
+        return lambda: None
+    before = path.read_bytes()
+    write_json(path, {"state": "loading", "step": None, "pid": os.getpid(),
+                      "host": socket.gethostname()})
+
+    def restore() -> None:
+        if run_dir.is_dir():  # --fresh may have removed the run before failing
+            atomic_write_text(path, before.decode("utf-8"))
+    return restore
 
 
 class Trainer:
