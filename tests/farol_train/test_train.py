@@ -173,26 +173,22 @@ def test_the_learning_rate_schedule_counts_steps_under_gradient_accumulation():
     assert schedule(mx.array(10)).item() == pytest.approx(1e-4)
 
 
-def test_a_warmup_as_long_as_the_run_is_called_out(tiny_4bit, processed, tmp_path):
-    # The learning rate would only ever climb toward its peak, never reaching or decaying from it.
-    config = {**TEST_RUN, "model": str(tiny_4bit), "data": str(processed),
-              "runs_dir": str(tmp_path)}
-    config["training"] = {**TEST_RUN["training"], "iters": 2, "warmup_steps": 2,
-                          "max_seq_length": 64, "val_batches": 1}
-    logs = []
-    train(config, log=logs.append)
-    assert "warning: warmup_steps 2 is not shorter than the run (2 steps): the learning rate " \
-           "never reaches training.learning_rate 0.003 and never decays" in logs
-
-
-def test_steps_left_over_from_gradient_accumulation_are_called_out(tiny_4bit, processed,
-                                                                  tmp_path):
+@pytest.mark.parametrize(("training", "warning"), [
+    # The learning rate would only ever climb toward its peak, never reaching or decaying.
+    ({"iters": 2, "warmup_steps": 2},
+     "warning: warmup_steps 2 is not shorter than the run (2 steps): the learning rate never "
+     "reaches training.learning_rate 0.003 and never decays"),
     # Step 3's gradient would wait for a fourth step that never comes: it trains nothing.
+    ({"iters": 3, "grad_accumulation_steps": 2},
+     "warning: iters 3 is not a multiple of grad_accumulation_steps 2: the last 1 step(s) "
+     "train nothing"),
+], ids=["warmup", "accumulation"])
+def test_settings_that_waste_steps_are_called_out(training, warning, tiny_4bit, processed,
+                                                  tmp_path):
     config = {**TEST_RUN, "model": str(tiny_4bit), "data": str(processed),
               "runs_dir": str(tmp_path)}
-    config["training"] = {**TEST_RUN["training"], "iters": 3, "grad_accumulation_steps": 2,
-                          "max_seq_length": 64, "val_batches": 1}
+    config["training"] = {**TEST_RUN["training"], **training, "max_seq_length": 64,
+                          "val_batches": 1}
     logs = []
     train(config, log=logs.append)
-    assert ("warning: iters 3 is not a multiple of grad_accumulation_steps 2: the last 1 "
-            "step(s) train nothing") in logs
+    assert warning in logs
