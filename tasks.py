@@ -115,9 +115,8 @@ def train(c, config=None, model=None, data=None, run=None, iters=None, seed=None
         return
     result = run_train(config, **_run_paths(config, model, data), name=run, runs_dir=str(RUNS),
                        iters=iters, seed=seed, fresh=fresh)
-    val = f"{result.val_loss:.3f}" if result.val_loss is not None else "not measured"
-    print(f"train: loss {result.first_loss:.3f} -> {result.last_loss:.3f}, val loss {val}; "
-          f"{result.stopped} at step {result.steps}; adapter in {result.run_dir}")
+    print(f"train: {result.loss_line()}; {result.stopped} at step {result.steps}; "
+          f"adapter in {result.run_dir}")
 
 
 @task(name="eval", help={"run": "Run name (default: demo).",

@@ -71,3 +71,11 @@ def test_a_malformed_line_names_file_and_line(tmp_path, tiny_model):
     path.write_text(json.dumps({"messages": [{"role": "user", "content": "só pergunta"}]}) + "\n")
     with pytest.raises(FarolError, match=r"train.jsonl:1: the last message must be"):
         load_split(path, tok)
+
+
+def test_a_missing_split_names_the_prepare_command(tmp_path):
+    # `--data data/raw.jsonl` or an unprepared folder said only "File not found".
+    with pytest.raises(FarolError) as caught:
+        load_split(tmp_path / "raw" / "train.jsonl", None)
+    assert caught.value.message == f"No processed split at {tmp_path / 'raw' / 'train.jsonl'}"
+    assert f"--out {tmp_path / 'raw'}" in caught.value.hint

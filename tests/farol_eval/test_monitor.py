@@ -189,3 +189,13 @@ def test_a_run_whose_process_died_or_stopped_is_not_shown_as_running(trained_run
         assert snap["state"] == expected
         if expected != "running":  # nothing to wait for, and no ETA to promise
             assert re.search(r"ETA\s+-\s", console.file.getvalue())
+
+
+def test_a_run_stopped_before_its_first_report_is_not_waited_for():
+    from farol_eval.monitor import render
+
+    console = _console()
+    console.print(render({"run": "runs/x", "rows": [], "total": 5, "age_s": None,
+                          "state": "stopped (interrupted at step 2)"}))
+    out = console.file.getvalue()
+    assert "stopped before its first report" in out and "waiting" not in out

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -192,3 +193,20 @@ def test_settings_that_waste_steps_are_called_out(training, warning, tiny_4bit, 
     logs = []
     train(config, log=logs.append)
     assert warning in logs
+
+
+def test_a_run_stopped_before_its_first_report_says_so_not_nan():
+    from farol_train.loop import TrainResult
+
+    early = TrainResult(Path("runs/x"), 2, float("nan"), float("nan"), None, 10, "interrupted")
+    assert early.loss_line() == "no loss reported yet"
+    done = TrainResult(Path("runs/x"), 9, 2.3104, 1.2, 1.35, 10)
+    assert done.loss_line() == "loss 2.310 -> 1.200, val loss 1.350"
+
+
+def test_quantize_a_mistyped_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch):
+    # "models/typo" looked like a Hub id ("org/name") and ended in a network error.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(FarolError, match="Model not found: models/typo"):
+        quantize("models/typo", tmp_path / "out")

@@ -17,6 +17,12 @@ PAD_MULTIPLE = 32
 
 def read_messages(path: str | Path) -> list[list[dict]]:
     """The conversations of a processed split, checked to be well-formed chats."""
+    path = Path(path)
+    if not path.is_file():  # most often --data names the raw file or a folder not prepared
+        raise FarolError(f"No processed split at {path}",
+                         hint=f"make it with `invoke prepare --input YOUR.jsonl --out "
+                              f"{path.parent}` (farol-data prepare), or pass the --data folder "
+                              "that prepare wrote")
     conversations = []
     for lineno, record in read_jsonl(path):
         messages = record.get("messages")

@@ -38,7 +38,8 @@ def check_adapter_dir(path: str | Path) -> Path:
     if missing:
         raise FarolError(
             f"No adapter at {path} (missing {', '.join(missing)})",
-            hint="train one with `invoke train`, or leave out --adapter-path for the base model",
+            hint="check the path: a run's folder (runs/NAME) or its best adapter "
+                 "(runs/NAME/adapters); `invoke train` makes one",
         )
     _check_adapter_config(path / "adapter_config.json")
     return path

@@ -88,7 +88,9 @@ def render(snap: dict):
     """The rich renderable for one snapshot."""
     title = f"farol monitor: {snap['run']} ({snap['state']})"
     if not snap["rows"]:
-        return Panel(Text("waiting for the first report in metrics.jsonl ..."), title=title)
+        waiting = snap["state"] in ("running", "waiting")
+        return Panel(Text("waiting for the first report in metrics.jsonl ..." if waiting
+                          else "it stopped before its first report"), title=title)
     rows, last, total = snap["rows"], snap["rows"][-1], snap["total"]
     val_steps, vals = series(rows, "val_loss")
     table = Table.grid(padding=(0, 2))

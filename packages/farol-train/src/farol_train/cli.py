@@ -72,9 +72,7 @@ def run_cmd(config, model, data, name, runs_dir, iters, seed, fresh, hosts, host
     if distributed.world_rank() == 0:  # other ranks of a distributed run report nothing
         if result.stopped != "done":
             click.echo(f"stopped ({result.stopped}) at step {result.steps}")
-        click.echo(f"train loss {result.first_loss:.3f} -> {result.last_loss:.3f}"
-                   + (f", val loss {result.val_loss:.3f}" if result.val_loss is not None
-                      else ""))
+        click.echo(f"train {result.loss_line()}")
         click.echo(f"adapter: {result.run_dir}/adapters.safetensors")
 
 

@@ -81,6 +81,13 @@ class TrainResult:
     stopped: str = "done"  # done | interrupted | early_stop
     resumed_from: int = 0
 
+    def loss_line(self) -> str:
+        """"loss 2.310 -> 1.204, val loss 1.350", or what is missing before the first report."""
+        if np.isnan(self.first_loss):  # stopped before steps_per_report steps
+            return "no loss reported yet"
+        val = f"{self.val_loss:.3f}" if self.val_loss is not None else "not measured"
+        return f"loss {self.first_loss:.3f} -> {self.last_loss:.3f}, val loss {val}"
+
 
 def resolve(config=None, iters: int | None = None, **overrides) -> dict:
     """The validated run config: file or dict, then `overrides` (nested dicts merge), then

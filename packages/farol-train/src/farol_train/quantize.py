@@ -39,9 +39,11 @@ def _check_settings(bits: int, group_size: int) -> None:
 
 
 def _is_local(model: str | Path) -> bool:
-    # "org/name" with no such folder here is a Hub id; anything else is a local path.
+    # "org/name" with no such folder here is a Hub id; anything else is a local path, and so is
+    # "models/typo" when models/ is a folder here: a mistyped path, not a download.
     text = str(model)
-    return Path(text).exists() or text.startswith((".", "/", "~")) or text.count("/") != 1
+    return (Path(text).exists() or text.startswith((".", "/", "~")) or text.count("/") != 1
+            or Path(text).parent.is_dir())
 
 
 def _convert(source: str, target: Path, bits: int, group_size: int) -> None:
