@@ -218,7 +218,7 @@ def plots(c, run="demo", out=None):
     """PNG charts of a run: training dashboard, loss analysis, base against tuned, checkpoints."""
     from farol_eval.plots import plot
 
-    for path in plot(RUNS / run, out):
+    for path in plot(_run_dir(run), out):
         print(f"chart: {path}")
 
 
@@ -233,10 +233,16 @@ def monitor(c, run="demo", refresh="2", once=False):
     seconds = _number(refresh, "refresh", float)
     if seconds <= 0:  # 0 would redraw in a busy loop
         raise FarolError(f"--refresh must be more than 0 seconds, got {refresh!r}")
-    if not (RUNS / run).is_dir():  # a typo would otherwise wait forever for a run never made
+    # A typo would otherwise wait forever for a run never made.
+    run_monitor(_run_dir(run), refresh=seconds, max_updates=1 if once else None)
+
+
+def _run_dir(run: str) -> Path:
+    """runs/<run>, or a FarolError that lists the runs there are."""
+    if not (RUNS / run).is_dir():
         raise FarolError(f"no run named {run!r} in {RUNS}",
                          hint=f"runs: {_run_names()}; start `invoke train` first")
-    run_monitor(RUNS / run, refresh=seconds, max_updates=1 if once else None)
+    return RUNS / run
 
 
 # --- training ---

@@ -146,13 +146,15 @@ def test_train_dash_h_shows_the_help(capsys):
             for a in collection[name].get_arguments() if "h" in a.names] == []
 
 
-def test_monitor_refuses_a_run_that_does_not_exist(tmp_path, monkeypatch, capsys):
-    # Before, a mistyped --run waited forever for metrics that would never come.
+@pytest.mark.parametrize("task", ["monitor", "plots"])
+def test_a_run_that_does_not_exist_is_named_with_the_runs_there_are(task, tmp_path, monkeypatch,
+                                                                    capsys):
+    # Before, a mistyped --run made monitor wait forever, and plots blame a missing metrics file.
     monkeypatch.setattr(tasks, "RUNS", tmp_path)
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "config.json").write_text("{}", encoding="utf-8")
     with pytest.raises(SystemExit):
-        tasks.monitor(Context(), run="reall", once=True)
+        getattr(tasks, task)(Context(), run="reall")
     err = capsys.readouterr().err
     assert "no run named 'reall'" in err and "runs: real" in err
 

@@ -2,7 +2,12 @@
 
 import importlib.metadata
 import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +143,26 @@ def test_runs_of_another_decode_workload_are_another_line():
     assert sorted(series(docs)) == [
         "Apple M1 (metal) tiny, decode 128 after 512: test_decode decode_tokens_per_s",
         "Apple M1 (metal) tiny, decode 4 after 8: test_decode decode_tokens_per_s"]
+
+
+def test_sigterm_during_the_check_removes_the_throwaway_venv(tmp_path):
+    # `timeout` or a cancelled CI job sends SIGTERM; only Ctrl+C used to clean up.
+    index = socket.socket()  # accepts connections and never answers: pip waits on it
+    index.bind(("127.0.0.1", 0))
+    index.listen()
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PIP_CONFIG_FILE": os.devnull,
+           "PIP_INDEX_URL": f"http://127.0.0.1:{index.getsockname()[1]}/simple",
+           "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": "", "PIP_TIMEOUT": "60"}
+    code = ("from pathlib import Path; from farol_bench.upgrade import check_upgrade; "
+            f"check_upgrade(Path({str(ROOT)!r}), '0.31.2', '0.31.3')")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob("farol-upgrade-*")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the venv creation or the install
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    index.close()
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert list(tmp_path.glob("farol-upgrade-*")) == []

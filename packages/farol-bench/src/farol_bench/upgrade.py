@@ -6,13 +6,16 @@ installed here (a pip constraints file from `pip freeze`), and the workspace pac
 there, then the tiny benchmarks there and here, and compares them figure by figure.
 """
 
+import contextlib
 import importlib.metadata
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,12 +158,27 @@ def check_upgrade(root: Path, mlx: str, mlx_lm: str, threshold: float = 0.10,
         raise FarolError(f"passes and rounds must be at least 1, got {passes} and {rounds}")
     work = Path(tempfile.mkdtemp(prefix="farol-upgrade-"))
     try:
-        return _check(root, work, mlx, mlx_lm, threshold, tests, rounds, log, passes)
+        with _sigterm_as_exit():
+            return _check(root, work, mlx, mlx_lm, threshold, tests, rounds, log, passes)
     finally:
         if keep:
             log(f"kept the throwaway venv in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM (`timeout`, a cancelled CI job) raises SystemExit here, so the `finally` that
+    removes the throwaway venv runs, as it does for Ctrl+C; without it a GB is left in /tmp."""
+    if threading.current_thread() is not threading.main_thread():  # only it can set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check(root, work, mlx, mlx_lm, threshold, tests, rounds, log, passes) -> Outcome:
