@@ -276,3 +276,14 @@ def test_preflight_reports_every_difference_between_hosts(tiny_4bit, processed, 
     out = subprocess.run(command(tmp_path, "--hostfile", str(hostfile)), capture_output=True,
                          text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert out.returncode == 1 and "nothing was launched" in out.stdout + out.stderr
+
+
+def test_the_mpi_backend_without_mpirun_is_one_clear_line(tmp_path, monkeypatch):
+    # mlx.launch failed with a traceback from `which mpirun`, then said to run it again.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(FarolError, match="needs mpirun, which is not on PATH"):
+        plan(None, None, 2, "mpi")
+    mpirun = tmp_path / "mpirun"
+    mpirun.write_text("#!/bin/sh\n")
+    mpirun.chmod(0o755)
+    assert plan(None, None, 2, "mpi").world_size == 2

@@ -12,6 +12,7 @@ import json
 import platform
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -55,6 +56,10 @@ def plan(hosts: str | None, hostfile: str | None, np: int | None, backend: str) 
     """The ranks `--hosts h1,h2` / `--hostfile FILE` / `--np N` ask for (N per host)."""
     if hosts and hostfile:
         raise FarolError("give --hosts or --hostfile, not both")
+    if backend == "mpi" and shutil.which("mpirun") is None:  # mlx.launch would end in a traceback
+        raise FarolError("the mpi backend needs mpirun, which is not on PATH",
+                         hint="install Open MPI (`brew install open-mpi` on a Mac), or use "
+                              "--backend ring")
     if hostfile:
         return Plan(read_hostfile(Path(hostfile), backend), backend, Path(hostfile))
     names = _host_names(hosts or LOCAL, backend)
