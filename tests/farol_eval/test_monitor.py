@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from click.testing import CliRunner
 from farol_eval.cli import main
@@ -41,11 +42,14 @@ def test_finished_run_shows_the_final_state_and_returns(trained_run):
     assert re.search(rf"peak memory\s+{last['peak_memory_gb']:.3f} GB", out), out
 
 
-def test_waits_for_a_run_then_follows_it_to_the_end(trained_run, tmp_path):
+def test_waits_for_a_run_then_follows_it_to_the_end(trained_run, tmp_path, monkeypatch):
     # The writer moves on only when the monitor has drawn what the test claims, so each state
     # (waiting, running, a half-written last line) is seen on every run, not when sleeps line up.
     result, _ = trained_run
-    run = tmp_path / "live"
+    # The state is the end of the panel's title, which rich cuts at the console's width: a
+    # relative path keeps it there under any TMPDIR (a macOS /var/folders one cut it off).
+    monkeypatch.chdir(tmp_path)
+    run = Path("live")
     rows = (result.run_dir / "metrics.jsonl").read_text().splitlines(True)
     first = json.loads(rows[0])
     console = _console()
@@ -95,9 +99,13 @@ def test_waits_for_a_run_then_follows_it_to_the_end(trained_run, tmp_path):
     assert snap["rows"][-1] == json.loads(rows[-1])
 
 
-def test_cli_once(trained_run):
+def test_cli_once(trained_run, monkeypatch):
     result, _ = trained_run
-    res = CliRunner().invoke(main, ["monitor", str(result.run_dir), "--once"])
+    # "finished" is in the panel's title, which rich cuts at the terminal's width (COLUMNS):
+    # a wide console and a short relative path keep it whole, as a long TMPDIR did not.
+    monkeypatch.chdir(result.run_dir.parent)
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["monitor", result.run_dir.name,
+                                                          "--once"])
     assert res.exit_code == 0, res.output
     assert "train loss" in res.output and "finished" in res.output
 

@@ -96,7 +96,8 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(one_process, two
 
 @pytest.fixture(scope="module")
 def killed(tiny_4bit, processed, tmp_path_factory):
-    """A 2-rank run whose rank 1 gets SIGKILL mid-run: (tmp, launcher, seconds to exit)."""
+    """A 2-rank run whose rank 1 gets SIGKILL mid-run: (tmp, launcher's exit code, seconds to
+    exit, launcher output, last step logged before the kill)."""
     tmp = tmp_path_factory.mktemp("killed")
     config(tmp, tiny_4bit, processed)
     proc = subprocess.Popen(command(tmp, "--np", "2"), stdin=subprocess.DEVNULL, text=True,
@@ -110,7 +111,9 @@ def killed(tiny_4bit, processed, tmp_path_factory):
     rank1[0].send_signal(signal.SIGKILL)
     tic = time.time()
     out = proc.communicate(timeout=60)[0]
-    return tmp, proc.returncode, time.time() - tic, out
+    seconds = time.time() - tic
+    # Read now: the resume test below trains this same folder on to the last step.
+    return tmp, proc.returncode, seconds, out, max(steps(run_dir), default=0)
 
 
 def _is_rank(process: psutil.Process, rank: str) -> bool:
@@ -122,11 +125,11 @@ def _is_rank(process: psutil.Process, rank: str) -> bool:
 
 
 def test_a_killed_rank_makes_the_launcher_fail_within_a_bounded_time(killed):
-    tmp, code, seconds, out = killed
+    _, code, seconds, out, last_step = killed
     assert code == 1, out
     assert seconds < RUN["distributed"]["timeout_s"] + 10, seconds
     assert "rank 1: exit code -9" in out and "the distributed run failed" in out
-    assert 4 <= max(steps(tmp / "runs" / "dist")) < RUN["training"]["iters"], "killed mid-run"
+    assert 4 <= last_step < RUN["training"]["iters"], "killed mid-run"
 
 
 def test_a_killed_distributed_run_resumes_to_match_an_uninterrupted_one(killed, two_ranks):

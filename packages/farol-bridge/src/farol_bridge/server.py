@@ -125,7 +125,20 @@ class Emitter:
                 self.stdout.write(line)
                 self.stdout.flush()
         except (OSError, ValueError):  # EPIPE or a closed stdout: no answer can arrive now
+            _to_devnull(self.stdout)
             self.on_broken()
+
+
+def _to_devnull(stream: IO[str]) -> None:
+    """Point a stdout whose reader went away at /dev/null. The line left in its buffer would
+    fail again when Python flushes it at exit, which then exits 120 instead of 0 (unless
+    PYTHONUNBUFFERED is set, as it may be where the tests pass and not where the bot runs)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
 
 
 def _utf8_ok(text: str) -> bool:
