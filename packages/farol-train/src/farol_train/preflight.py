@@ -23,6 +23,7 @@ from rich.table import Table
 
 from farol_train.calibrate import suggested_grid
 from farol_train.data_order import trained_tokens
+from farol_train.guards import memory_total
 from farol_train.memory import CALIBRATION_STATUS, Shape, estimate, load_calibration, read_shape
 from farol_train.packing import real_token_share
 
@@ -64,8 +65,7 @@ def ram_budget(total: int, available: int, fraction: float, info: dict) -> int:
 
 def device_memory(kind: str) -> int:
     """Total bytes a `kind` backend trains in: the GPU's memory on CUDA, else RAM."""
-    total = psutil.virtual_memory().total
-    return int(mx.device_info().get("memory_size", total)) if kind == "cuda" else total
+    return memory_total(kind, mx.device_info(), psutil.virtual_memory().total)[0]
 
 
 def run_checks(cfg: dict) -> list[Check]:
