@@ -9,6 +9,8 @@ from pathlib import Path
 from farol_bridge import Bridge
 from farol_bridge.ask import ask
 
+from tests.farol_bridge.serving import handle
+
 BIN = Path(sys.executable).parent
 
 
@@ -40,8 +42,8 @@ def test_farol_ask_errors_are_json_with_nonzero_exit(tmp_path):
 
 def test_bridge_answers_and_survives_bad_lines(tiny_4bit):
     bridge = Bridge(str(tiny_4bit))
-    reply, more = bridge.handle(json.dumps({"id": 1, "op": "generate", "prompt": "Olá",
-                                            "max_tokens": 4}))
+    reply, more = handle(bridge, json.dumps({"id": 1, "op": "generate", "prompt": "Olá",
+                                             "max_tokens": 4}))
     assert more and reply["status"] == "ok" and reply["id"] == 1
     assert reply["usage"]["completion_tokens"] <= 4 and reply["finish_reason"] in ("stop", "length")
     for line, code in ((b"{nope", "bad_json"), (b"\xff\xfe", "bad_json"), (b"[1]", "bad_request"),
@@ -49,9 +51,9 @@ def test_bridge_answers_and_survives_bad_lines(tiny_4bit):
                        (b'{"id": 3, "op": "generate"}', "bad_request"),
                        (b'{"id": 4, "op": "generate", "prompt": "x", "max_tokens": -1}',
                         "bad_request")):
-        reply, more = bridge.handle(line)
+        reply, more = handle(bridge, line)
         assert more and reply["status"] == "error" and reply["error"]["code"] == code
-    reply, more = bridge.handle('{"id": "s", "op": "shutdown"}')
+    reply, more = handle(bridge, '{"id": "s", "op": "shutdown"}')
     assert reply["status"] == "ok" and not more
 
 

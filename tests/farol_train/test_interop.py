@@ -7,6 +7,7 @@ import pytest
 from farol_bridge import Bridge
 from farol_eval import evaluate
 
+from tests.farol_bridge.serving import handle
 from tests.farol_train.mlx_lm_run import train_with_mlx_lm
 
 
@@ -39,7 +40,7 @@ def test_mlx_lm_adapter_loads_in_farol_eval_and_bridge(mlx_lm_adapter, tiny_4bit
     assert report["adapter"] == str(mlx_lm_adapter) and {"base", "tuned"} <= set(valid)
     assert valid["tuned"]["loss"] != valid["base"]["loss"]  # the adapter was applied
     bridge = Bridge(str(tiny_4bit), str(mlx_lm_adapter))
-    reply, keep = bridge.handle('{"id": 1, "op": "generate", "messages": [{"role": "user", '
-                                '"content": "Quem foi Hassan Nader?"}], "max_tokens": 3}')
+    reply, keep = handle(bridge, '{"id": 1, "op": "generate", "messages": [{"role": "user", '
+                            '"content": "Quem foi Hassan Nader?"}], "max_tokens": 3}')
     assert keep and reply["status"] == "ok", reply
     assert type(bridge.model.layers[-1].self_attn.q_proj).__name__ == "LoRALinear"

@@ -22,7 +22,6 @@ from farol_core.generate import prompt_tokens
 from farol_core.model import load_model
 
 from farol_bridge import protocol
-from farol_bridge.engine import run_alone
 from farol_bridge.jobs import Job
 from farol_bridge.protocol import MAX_LINE_BYTES, RequestError
 from farol_bridge.worker import Worker
@@ -65,24 +64,6 @@ class Bridge:
         options.setdefault("top_p", lim["top_p"])
         return Job(id=rid, tokens=tokens, max_tokens=max_tokens, emit=emit, **options)
 
-    def handle(self, line: str | bytes) -> tuple[dict, bool]:
-        """(final reply, keep serving) for one line, generating in this thread; never raises.
-
-        Streamed token lines are dropped here; `serve` is the full server."""
-        rid = None
-        try:
-            request = protocol.parse_request(line)
-            rid, op = request["id"], request["op"]
-            if op == "generate":
-                return run_alone(self.model, self.tokenizer, self.job(request, _drop)), True
-            if op == "cancel":
-                return protocol.ok(rid, response="not_running"), True
-            return self.answer(request), op != "shutdown"
-        except RequestError as e:
-            return protocol.error(e.request_id, e.code, e.message), True
-        except Exception as e:  # the bridge must outlive any single request
-            return protocol.error(rid, "internal", f"{type(e).__name__}: {e}"), True
-
     def answer(self, request: dict) -> dict:
         """The reply to ping, info or shutdown."""
         rid, op = request["id"], request["op"]
@@ -96,10 +77,6 @@ def _version() -> str:
         with contextlib.suppress(metadata.PackageNotFoundError):
             return metadata.version(dist)
     return "unknown"
-
-
-def _drop(_line: dict) -> None:
-    pass
 
 
 def _source(request: dict) -> str | list[dict]:
@@ -150,12 +127,13 @@ def _utf8_ok(text: str) -> bool:
 
 
 def serve(bridge: Bridge, stdin: IO[bytes], stdout: IO[str]) -> int:
-    """Answer stdin until EOF or `shutdown` (after finishing current work), or SIGTERM or a
-    closed stdout (after cancelling it); returns the exit status, 0."""
+    """Answer stdin until EOF or `shutdown` (after finishing current work), or SIGTERM, SIGINT
+    or a closed stdout (after cancelling it); returns the exit status, 0. Every input line goes
+    through `_route`: there is no other way in."""
     worker = Worker(bridge.model, bridge.tokenizer)
     # A client that went away reads no answer: stop generating for it, and exit.
     out = Emitter(stdout, on_broken=lambda: worker.abort("stdout is closed"))
-    restore = _on_sigterm(lambda: worker.abort("the bridge received SIGTERM"))
+    restore = _on_signals(lambda name: worker.abort(f"the bridge received {name}"))
     out(bridge.ready())
     final: list[dict] = []
     threading.Thread(target=_read, args=(bridge, worker, out, stdin, final), daemon=True,
@@ -167,12 +145,14 @@ def serve(bridge: Bridge, stdin: IO[bytes], stdout: IO[str]) -> int:
     return 0
 
 
-def _on_sigterm(action):
-    """Run `action` on SIGTERM (main thread only); returns a function that undoes it."""
+def _on_signals(action):
+    """Run `action(name)` on SIGTERM and SIGINT (Ctrl+C, process managers) alike (main thread
+    only); returns a function that undoes it."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.signal(signal.SIGTERM, lambda *_: action())
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    previous = {sig: signal.signal(sig, lambda n, _: action(signal.Signals(n).name))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    return lambda: [signal.signal(sig, old) for sig, old in previous.items()]
 
 
 def _read(bridge: Bridge, worker: Worker, out: Emitter, stdin, final: list) -> None:

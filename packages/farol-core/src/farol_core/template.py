@@ -5,6 +5,7 @@ system message folded into the first user turn. Farol installs it on every token
 and writes it next to the models it quantizes, so mlx-lm's own tools format prompts the same way.
 """
 
+import re
 from collections.abc import Sequence
 
 CHAT_TEMPLATE = (
@@ -47,9 +48,44 @@ def render(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = Fa
 
 
 def encode(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = False) -> list[int]:
-    """Token ids of `render(...)`; the template already holds BOS, so none is added."""
-    text = render(tokenizer, messages, add_generation_prompt)
-    return list(tokenizer.encode(text, add_special_tokens=False))
+    """Token ids of `render(...)`, where only the template places special tokens (BOS, EOS,
+    turn markers): special-token text inside a message ('</s>', '[INST]') stays ordinary text,
+    so neither a user nor a training record can end a turn or forge one."""
+    marked = [{**m, "content": f"{_MARK}{i}{_MARK}"} for i, m in enumerate(messages)]
+    pieces = render(tokenizer, marked, add_generation_prompt).split(_MARK)
+    specials, ids, text = _special_tokens(tokenizer), [], ""
+    for k, piece in enumerate(pieces):  # template text, message index, template text, ...
+        if k % 2:
+            text += messages[int(piece)]["content"]
+            continue
+        for part in _split_on(piece, specials):
+            if part in specials:
+                ids += _plain(tokenizer, text) + [tokenizer.convert_tokens_to_ids(part)]
+                text = ""
+            else:
+                text += part
+    return ids + _plain(tokenizer, text)
+
+
+_MARK = "\ue000"  # a private-use character that stands for message content while rendering
+
+
+def _special_tokens(tokenizer) -> list[str]:
+    """The tokenizer's special-token strings, longest first."""
+    return sorted(set(getattr(tokenizer, "all_special_tokens", None) or []), key=len, reverse=True)
+
+
+def _split_on(text: str, specials: list[str]) -> list[str]:
+    if not specials:
+        return [text]
+    return re.split("(" + "|".join(re.escape(t) for t in specials) + ")", text)
+
+
+def _plain(tokenizer, text: str) -> list[int]:
+    """`text` as ordinary tokens: special-token strings in it are not read as special."""
+    if not text:
+        return []
+    return list(tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
 
 
 def encode_for_training(tokenizer, messages: Sequence[dict]) -> tuple[list[int], int]:
