@@ -5,17 +5,17 @@ leave the batch between decode steps)."""
 from functools import cache
 
 import mlx.core as mx
-from farol_core.generate import stream
+from farol_core.generate import answer_sampler, stream
 from mlx_lm.generate import BatchGenerator
-from mlx_lm.sample_utils import make_logits_processors, make_sampler
+from mlx_lm.sample_utils import make_logits_processors
 
 from farol_bridge.jobs import Cancelled, Job
 
 
 @cache
-def sampler_for(temperature: float, top_p: float):
+def sampler_for(tokenizer, temperature: float, top_p: float):
     """One sampler per setting, shared, so a batch of equal settings samples in one call."""
-    return make_sampler(temp=temperature, top_p=top_p if top_p < 1.0 else 0.0)
+    return answer_sampler(tokenizer, temperature, top_p)
 
 
 def processors_for(job: Job) -> list:
@@ -55,7 +55,8 @@ class Batch:
             return
         try:
             uids = self.gen.insert([j.tokens for j in jobs], [j.max_tokens for j in jobs],
-                                   samplers=[sampler_for(j.temperature, j.top_p) for j in jobs],
+                                   samplers=[sampler_for(self.tokenizer, j.temperature, j.top_p)
+                                             for j in jobs],
                                    logits_processors=[processors_for(j) for j in jobs])
         except Exception as e:
             for job in jobs:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from farol_core.generate import find_stop
+from farol_core.generate import find_stop, visible
 
 from farol_bridge import protocol
 
@@ -59,7 +59,7 @@ class Job:
     def feed(self, piece: str) -> bool:
         """Add one token's text; True when a stop string ended the answer."""
         self.first_token_at = self.first_token_at or time.perf_counter()
-        self.text += piece
+        self.text += visible(piece)
         cut = find_stop(self.text, self.stop)
         if cut is not None:
             self.text, self.finish_reason = self.text[:cut], "stop"

@@ -1,9 +1,13 @@
 """Answer generation on top of mlx-lm's `stream_generate`, one step dataclass at a time."""
 
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 
+import mlx.core as mx
+import numpy as np
 from mlx_lm import stream_generate
 from mlx_lm.generate import GenerationResponse
 from mlx_lm.sample_utils import make_sampler
@@ -34,7 +38,7 @@ def prompt_tokens(tokenizer, prompt_or_messages: str | Sequence[dict],
 def stream(model, tokenizer, tokens: list[int], max_tokens: int = 256, temperature: float = 0.0,
            top_p: float = 1.0, **kwargs) -> Iterator[GenerationResponse]:
     """mlx-lm's per-step responses for `tokens`; greedy when temperature is 0."""
-    sampler = make_sampler(temp=temperature, top_p=top_p if top_p < 1.0 else 0.0)
+    sampler = answer_sampler(tokenizer, temperature, top_p)
     yield from stream_generate(model, tokenizer, tokens, max_tokens=max_tokens, sampler=sampler,
                                **kwargs)
 
@@ -47,7 +51,7 @@ def complete(model, tokenizer, prompt_or_messages: str | Sequence[dict], max_tok
     start, text, last = time.perf_counter(), "", None
     finish = "length"
     for last in stream(model, tokenizer, tokens, max_tokens, temperature, top_p):
-        text += last.text
+        text += visible(last.text)
         cut = find_stop(text, stop)
         if cut is not None:
             text, finish = text[:cut], "stop"
@@ -68,3 +72,34 @@ def find_stop(text: str, stop: Sequence[str]) -> int | None:
     """Index of the earliest stop string in `text`, or None."""
     hits = [i for s in stop if s and (i := text.find(s)) >= 0]
     return min(hits) if hits else None
+
+
+def answer_sampler(tokenizer, temperature: float = 0.0, top_p: float = 1.0):
+    """mlx-lm's sampler, except that it never picks a special token other than EOS (BOS,
+    padding, <unk>): an answer must not carry their text ('<s>')."""
+    sample = make_sampler(temp=temperature, top_p=top_p if top_p < 1.0 else 0.0)
+    banned = _banned_ids(tokenizer)
+    if not banned:
+        return sample
+    return lambda logprobs: sample(logprobs + _penalty(logprobs.shape[-1], banned))
+
+
+def _banned_ids(tokenizer) -> tuple[int, ...]:
+    specials = set(getattr(tokenizer, "all_special_ids", None) or [])
+    return tuple(sorted(specials - set(getattr(tokenizer, "eos_token_ids", None) or [])))
+
+
+@cache
+def _penalty(size: int, banned: tuple[int, ...]) -> mx.array:
+    row = np.zeros(size, np.float32)
+    row[[i for i in banned if i < size]] = -np.inf
+    return mx.array(row)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """`text` without control characters (tab and newline stay): a decoded answer may hold
+    bytes such as backspace that no reader of the answer wants."""
+    return _CONTROL.sub("", text)

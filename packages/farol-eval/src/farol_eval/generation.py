@@ -3,9 +3,8 @@
 import time
 from collections.abc import Sequence
 
-from farol_core.generate import complete, prompt_tokens
+from farol_core.generate import answer_sampler, complete, prompt_tokens
 from mlx_lm import batch_generate
-from mlx_lm.sample_utils import make_sampler
 
 
 def answer_one_at_a_time(model, tokenizer, conversations: Sequence[list[dict]],
@@ -19,7 +18,7 @@ def answer_batched(model, tokenizer, conversations: Sequence[list[dict]], max_to
     """All questions through mlx-lm's `batch_generate`, prompted with Farol's template."""
     prompts = [prompt_tokens(tokenizer, c) for c in conversations]
     response = batch_generate(model, tokenizer, prompts, max_tokens=max_tokens,
-                              sampler=make_sampler(temp=temperature),
+                              sampler=answer_sampler(tokenizer, temperature),
                               completion_batch_size=batch_size)
     return [text.strip() for text in response.texts]
 
