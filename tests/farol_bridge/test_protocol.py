@@ -45,6 +45,26 @@ from tests.farol_bridge.serving import handle
 def test_bad_input_gets_its_error_code_and_serving_goes_on(bridge, line, code):
     reply, more = handle(bridge, line)
     assert more and reply["status"] == "error" and reply["error"]["code"] == code, reply
+    assert "schema" not in reply["error"]["message"] and "{" not in reply["error"]["message"]
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ('{"op": "ping"}', "a request needs `id`"),
+    ('{"id": 1}', "a request needs `op`"),
+    ('{"id": 1, "op": "generate"}', "generate needs `prompt` or `messages`"),
+    ('{"id": 1, "op": "generate", "prompt": "x", "messages": []}', "not both"),
+    ('{"id": 1, "op": "generate", "prompt": " "}', "prompt is empty"),
+    ('{"id": 1, "op": "generate", "messages": [{"role": "assistant", "content": "x"}]}',
+     "at least one turn with role `user`"),
+    ('{"id": 1, "op": "generate", "messages": [{"role": "user"}]}', "messages/0 needs `content`"),
+    ('{"id": 1, "op": "generate", "prompt": "x", "model": "/etc"}', "does not take `model`"),
+    ('{"id": 1, "op": "cancel"}', "cancel needs `target`"),
+    ('{"id": true, "op": "ping"}', "id must be a string"),
+    ('{"id": 1, "op": "generate", "prompt": "x", "stop": "."}', "stop must be a list"),
+])
+def test_request_errors_name_the_rule_in_words(bridge, line, says):
+    reply, _ = handle(bridge, line)
+    assert reply["error"]["message"] == says or says in reply["error"]["message"], reply
 
 
 def test_the_id_is_echoed_on_errors_when_it_can_be_read(bridge):

@@ -70,16 +70,51 @@ def _finite_float(text: str) -> float:
 
 
 def check_request(request: dict) -> None:
-    """Raise RequestError unless `request` matches the request schema."""
+    """Raise RequestError unless `request` matches the request schema; the message names the
+    rule broken, in words ("generate needs `prompt` or `messages`"), not a schema dump."""
     rid = request.get("id")
     rid = rid if _valid_id(rid) else None
     op = request.get("op")
     if isinstance(op, str) and op not in OPS:
         raise RequestError("unknown_op", f"unknown op {op[:40]!r}; expected one of {OPS}", rid)
+    for name in ("id", "op"):  # before the per-op rules, which would otherwise speak first
+        if name not in request:
+            raise RequestError("bad_request", f"a request needs `{name}`", rid)
     problem = jsonschema.exceptions.best_match(_validator("request").iter_errors(request))
     if problem is not None:
-        where = "/".join(str(p) for p in problem.absolute_path) or "request"
-        raise RequestError("bad_request", f"{where}: {_short(problem.message)}", rid)
+        raise RequestError("bad_request", _short(_describe(problem, request)), rid)
+
+
+_TYPES = {"string": "a string", "number": "a number", "integer": "an integer",
+          "array": "a list", "object": "an object", "boolean": "true or false"}
+
+
+def _describe(problem, request: dict) -> str:
+    """One schema error as a sentence about the request."""
+    where = "/".join(str(p) for p in problem.absolute_path)
+    op, rule = request.get("op"), problem.validator
+    if rule == "oneOf":
+        both = "prompt" in request and "messages" in request
+        return f"{op} takes `prompt` or `messages`, not both" if both else \
+            f"{op} needs `prompt` or `messages`"
+    if rule == "additionalProperties":
+        extra = sorted(set(request) - set(problem.schema.get("properties", {})))
+        return f"{op} does not take {', '.join(f'`{k}`' for k in extra)}"
+    if rule == "required":
+        return f"{where or op} needs `{problem.message.split(chr(39))[1]}`"
+    if rule == "contains":
+        return "messages needs at least one turn with role `user`"
+    if rule == "anyOf" and where == "id":
+        return "id must be a string of at most 200 characters, or a number"
+    if rule in ("pattern", "minLength"):
+        return f"{where} is empty"
+    if rule == "type":
+        return f"{where} must be {_TYPES.get(problem.validator_value, problem.validator_value)}"
+    if rule == "enum":
+        return f"{where} must be one of {', '.join(map(str, problem.validator_value))}"
+    if rule == "const":
+        return f"{where} must be {problem.validator_value}"
+    return f"{where or 'request'}: {problem.message}"
 
 
 def _valid_id(rid) -> bool:
