@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,35 @@ def test_serve_and_ask_take_the_system_prompt_the_model_was_trained_with(tiny_4b
                           "--max-tokens", "1", "--system-prompt", "Sê breve."],
                          capture_output=True, text=True, timeout=120)
     assert ask.returncode == 0 and json.loads(ask.stdout)["status"] == "success"
+
+
+def run(args, env=None, stdin=""):
+    return subprocess.run([str(BIN / args[0]), *args[1:]], input=stdin, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_ask_usage_errors_exit_2_with_clicks_text_and_nothing_on_stdout():
+    for args in (["farol-ask", "Olá?"], ["farol-ask"], ["farol-ask", "x", "--max-tokens", "x"]):
+        proc = run(args, env={"FAROL_MODEL": ""})
+        assert (proc.returncode, proc.stdout) == (2, ""), (args, proc)
+        assert "Usage: farol-ask" in proc.stderr and "Error:" in proc.stderr
+
+
+def test_ask_and_serve_read_model_adapter_and_system_prompt_from_the_environment(tiny_4bit):
+    # The old bot pattern, spawn('farol-ask', [question]), with the model in the environment.
+    env = {"FAROL_MODEL": str(tiny_4bit), "FAROL_ADAPTER": ""}
+    plain = json.loads(run(["farol-ask", "Olá", "--max-tokens", "2"], env).stdout)
+    assert plain["status"] == "success"
+    lines = ('{"id": 1, "op": "info"}\n'
+             '{"id": 2, "op": "generate", "prompt": "Olá", "max_tokens": 1}\n')
+    served = [json.loads(x) for x in run(["farol-bridge", "serve"], env, lines).stdout.split("\n")
+              if x]
+    assert served[0]["model"] == str(tiny_4bit)
+    with_system = [json.loads(x) for x in run(["farol-bridge", "serve"], {
+        **env, "FAROL_SYSTEM_PROMPT": "Responde sempre em português de Portugal."}, lines
+    ).stdout.split("\n") if x]
+    tokens = [{r["id"]: r for r in out if "usage" in r}[2]["usage"]["prompt_tokens"]
+              for out in (served, with_system)]
+    assert tokens[1] > tokens[0]
+    missing = run(["farol-bridge", "serve"], {**env, "FAROL_ADAPTER": "/nope/adapter"})
+    assert missing.returncode == 1 and "/nope/adapter" in missing.stderr
