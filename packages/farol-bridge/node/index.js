@@ -3,6 +3,7 @@
 // No dependencies beyond Node >= 18. Protocol: docs/bridge-protocol.md.
 
 const { spawn } = require('node:child_process');
+const { EventEmitter } = require('node:events');
 const readline = require('node:readline');
 
 const STDERR_LINES = 20;
@@ -11,7 +12,7 @@ const OPTION_KEYS = ['max_tokens', 'temperature', 'top_p', 'repetition_penalty',
 const DEFAULT_RESTART = { minDelayMs: 250, maxDelayMs: 10000, maxRestarts: Infinity };
 
 /** An error from the bridge or about it; `code` is the protocol's error code, or one of
- * 'timeout', 'exited', 'start_failed', 'closed', 'down'. */
+ * 'timeout', 'aborted', 'exited', 'start_failed', 'closed', 'down'. */
 class BridgeError extends Error {
   constructor(message, { code, id, exitCode, signal, stderr } = {}) {
     super(message);
@@ -20,9 +21,12 @@ class BridgeError extends Error {
   }
 }
 
-class Bridge {
+/** One long-lived bridge process. Events: 'stderr' (line), 'exit' ({code, signal, error}),
+ * 'restart' ({attempt, delayMs}) and 'ignored' (a stdout line that is not a protocol object). */
+class Bridge extends EventEmitter {
   constructor({ command, args = [], cwd, env, timeoutMs = 60000, startTimeoutMs = 120000,
-    restart = true, log = () => {} }) {
+    restart = true }) {
+    super();
     if (!command) throw new TypeError('createBridge needs a command (the farol-bridge path)');
     this.command = command;
     this.args = args;
@@ -30,8 +34,8 @@ class Bridge {
     this.timeoutMs = timeoutMs;
     this.startTimeoutMs = startTimeoutMs;
     this.restart = restart === false ? null : { ...DEFAULT_RESTART, ...(restart === true ? {} : restart) };
-    this.log = log;
     this.child = null;
+    this.outbox = []; // lines waiting for stdin to drain (backpressure)
     this.ready = null; // promise of the current child's ready line
     this.pending = new Map(); // id -> { resolve, reject, onToken }
     this.nextId = 1;
@@ -53,6 +57,9 @@ class Bridge {
       return Promise.reject(new BridgeError(`bridge failed ${this.failures} times; giving up`,
         { code: 'down' }));
     }
+    if (this.starts > 0) {
+      this.emit('restart', { attempt: this.starts, delayMs: this._backoff() });
+    }
     this.ready = this._delay().then(() => {
       if (this.closed) throw new BridgeError('bridge is closed', { code: 'closed' }); // during the wait
       return this._spawn();
@@ -61,11 +68,15 @@ class Bridge {
     return this.ready;
   }
 
-  _delay() {
-    if (this.failures === 0) return Promise.resolve();
+  _backoff() {
+    if (this.failures === 0) return 0;
     const { minDelayMs, maxDelayMs } = this.restart;
-    const wait = Math.min(maxDelayMs, minDelayMs * 2 ** (this.failures - 1));
-    const left = this.diedAt + wait - Date.now();
+    return Math.max(0, this.diedAt + Math.min(maxDelayMs, minDelayMs * 2 ** (this.failures - 1))
+      - Date.now());
+  }
+
+  _delay() {
+    const left = this._backoff();
     return left > 0 ? new Promise((r) => setTimeout(r, left)) : Promise.resolve();
   }
 
@@ -75,6 +86,8 @@ class Bridge {
       this.stderrTail = [];
       const child = spawn(this.command, this.args, this.spawnOptions); // no shell, ever
       this.child = child;
+      this.outbox = [];
+      child.stdin.on('drain', () => this._flush(child));
       const timer = setTimeout(() => {
         reject(new BridgeError(`bridge sent no ready line within ${this.startTimeoutMs} ms`,
           { code: 'start_failed', stderr: this._tail() }));
@@ -96,7 +109,7 @@ class Bridge {
   _stderr(line) {
     this.stderrTail.push(line);
     if (this.stderrTail.length > STDERR_LINES) this.stderrTail.shift();
-    this.log(`[farol-bridge] ${line}`);
+    this.emit('stderr', line);
   }
 
   _tail() { return this.stderrTail.join('\n'); }
@@ -106,7 +119,7 @@ class Bridge {
       const msg = JSON.parse(line);
       if (msg && typeof msg === 'object' && !Array.isArray(msg)) return msg;
     } catch { /* reported below */ }
-    this.log(`[farol-bridge] ignored a line that is not a protocol object: ${line.slice(0, 200)}`);
+    this.emit('ignored', line.slice(0, 200));
     return null;
   }
 
@@ -135,11 +148,13 @@ class Bridge {
       { code: spawnError ? 'start_failed' : 'exited', exitCode: code, signal, stderr: tail });
     this._exitError = err;
     this.child = null;
+    this.outbox = [];
     this.ready = null;
     if (!this.closed) { this.failures += 1; this.diedAt = Date.now(); }
     for (const entry of this.pending.values()) entry.reject(err);
     this.pending.clear();
     if (spawnError) child.emit('exit', null, null); // let the start promise reject too
+    this.emit('exit', { code, signal, error: err });
   }
 
   _send(msg) {
@@ -148,21 +163,46 @@ class Bridge {
     if (Buffer.byteLength(line) > MAX_LINE_BYTES) { // refused here: its reply would carry no id
       throw new BridgeError(`request is longer than ${MAX_LINE_BYTES} bytes`, { code: 'too_long', id: msg.id });
     }
-    this.child.stdin.write(`${line}\n`);
+    this._write(`${line}\n`);
   }
 
-  /** Send one request; resolves with the final reply line. `onToken` receives streamed text. */
-  async request(op, fields = {}, { timeoutMs = this.timeoutMs, onToken, id = this.nextId++ } = {}) {
+  // stdin.write returns false when its buffer is full: hold later lines until 'drain'.
+  _write(line) {
+    if (this.outbox.length || this.child.stdin.writableNeedDrain) this.outbox.push(line);
+    else this.child.stdin.write(line);
+  }
+
+  _flush(child) {
+    while (child === this.child && this.outbox.length && !child.stdin.writableNeedDrain) {
+      child.stdin.write(this.outbox.shift());
+    }
+  }
+
+  /** Send one request; resolves with the final reply line. `onToken` receives streamed text;
+   * `signal` (an AbortSignal, say AbortSignal.timeout(ms)) cancels the request. */
+  async request(op, fields = {}, { timeoutMs = this.timeoutMs, onToken, signal,
+    id = this.nextId++ } = {}) {
+    if (signal?.aborted) throw aborted(id, signal);
     await this.start();
     // close() may have sent shutdown while we waited: the bridge would never read this request.
     if (this.closed) throw new BridgeError('bridge is closed', { code: 'closed', id });
+    if (signal?.aborted) throw aborted(id, signal);
     return new Promise((resolve, reject) => {
-      const timer = timeoutMs > 0 ? setTimeout(() => {
+      const giveUp = (err) => {
+        if (!this.pending.has(id)) return;
+        this.pending.get(id).reject(err);
         this.pending.delete(id);
         if (op === 'generate') this._cancel(id);
-        reject(new BridgeError(`request ${id} timed out after ${timeoutMs} ms`, { code: 'timeout', id }));
-      }, timeoutMs) : null;
-      const done = (fn) => (value) => { clearTimeout(timer); fn(value); };
+      };
+      const timer = timeoutMs > 0 ? setTimeout(() => giveUp(new BridgeError(
+        `request ${id} timed out after ${timeoutMs} ms`, { code: 'timeout', id })), timeoutMs) : null;
+      const onAbort = () => giveUp(aborted(id, signal));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const done = (fn) => (value) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        fn(value);
+      };
       this.pending.set(id, { resolve: done(resolve), reject: done(reject), onToken });
       try { this._send({ v: 1, id, op, ...fields }); } catch (err) { this.pending.get(id)?.reject(err); this.pending.delete(id); }
     });
@@ -225,6 +265,12 @@ class Bridge {
 
   /** The running child's pid, or null. */
   get pid() { return this.child ? this.child.pid : null; }
+}
+
+function aborted(id, signal) {
+  const err = new BridgeError(`request ${id} was aborted`, { code: 'aborted', id });
+  err.cause = signal.reason;
+  return err;
 }
 
 function generateFields(promptOrMessages, options) {

@@ -4,9 +4,9 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('node:path');
 const { createBridge, withFallback, routeByKeywords } = require('..');
-const { bridgeOptions } = require('./support/helpers');
+const { bridgeOptions } = require('../support/helpers');
 
-const FAKE = path.join(__dirname, 'support', 'fake-bridge.js');
+const FAKE = path.join(__dirname, '..', 'support', 'fake-bridge.js');
 const PROMPTS = ['Quem foi Hassan Nader?', 'Olá', 'Em que ano foi fundado o Farense?',
   'Fala-me do Estádio de São Luís', 'Quem treinou o Farense?', 'Faro', 'Golos de 1990',
   'O Farense na Taça UEFA', 'Hino do clube', 'Quem é o presidente?'];
@@ -81,6 +81,23 @@ test('the real bridge', async (t) => {
     await assert.rejects(bridge.ask('Olá', { max_tokens: -1 }), (err) => err.code === 'bad_request');
     await assert.rejects(bridge.ask(' '.repeat(10) + 'Farense '.repeat(5000)),
       (err) => err.code === 'too_long');
+  });
+
+  await t.test('an AbortSignal per request cancels it; AbortSignal.timeout works', async () => {
+    await assert.rejects(bridge.ask('Olá', { max_tokens: 2000, signal: AbortSignal.timeout(150) }),
+      (err) => err.code === 'aborted' && err.cause.name === 'TimeoutError');
+    const controller = new AbortController();
+    const pieces = [];
+    await assert.rejects((async () => {
+      for await (const piece of bridge.stream('Olá', { max_tokens: 2000, signal: controller.signal })) {
+        pieces.push(piece);
+        controller.abort();
+      }
+    })(), (err) => err.code === 'aborted');
+    assert.equal(pieces.length, 1);
+    await assert.rejects(bridge.ask('Olá', { signal: AbortSignal.abort() }), (err) => err.code === 'aborted');
+    const next = await bridge.ask('Olá', { max_tokens: 4 });
+    assert.ok(next.timing.queue_seconds < 2, 'it did not wait for 2000 aborted tokens');
   });
 
   await t.test('withFallback and routeByKeywords', async () => {
@@ -165,4 +182,36 @@ test('a streamed answer resets the restart count, as an answer from ask does', a
   }
   await answer(); // only one failure in a row: maxRestarts 1 still allows this restart
   assert.equal(bridge.starts, 3);
+});
+
+test('events: stderr lines, exit and restart, instead of a log callback', async (t) => {
+  const bridge = createBridge({ command: process.execPath, args: [FAKE, 'crash'], timeoutMs: 5000,
+    restart: { minDelayMs: 50 } });
+  t.after(() => bridge.close());
+  const seen = { stderr: [], exit: [], restart: [], ignored: [] };
+  for (const name of Object.keys(seen)) bridge.on(name, (x) => seen[name].push(x));
+  await assert.rejects(bridge.ask('Olá'), (err) => err.code === 'exited');
+  await assert.rejects(bridge.ask('Olá'), (err) => err.code === 'exited');
+  assert.ok(seen.stderr.includes('MemoryError: out of memory'));
+  assert.deepEqual(seen.exit.map((e) => e.code), [3, 3]);
+  assert.equal(seen.exit[0].error.code, 'exited');
+  assert.deepEqual(seen.restart.map((r) => r.attempt), [1]);
+  assert.ok(seen.ignored.includes('Loading model... (a stray print)'));
+});
+
+test('stdin backpressure: no write while the pipe is full, and nothing lost', async (t) => {
+  const bridge = createBridge({ command: process.execPath, args: [FAKE, 'slow'], timeoutMs: 20000 });
+  t.after(() => bridge.close());
+  await bridge.start();
+  const stdin = bridge.child.stdin;
+  const write = stdin.write.bind(stdin);
+  let overfull = 0;
+  let calls = 0;
+  stdin.write = (...args) => { calls += 1; if (stdin.writableNeedDrain) overfull += 1; return write(...args); };
+  const big = 'Farense '.repeat(16000); // 128 KB a request: 4 MB in all, far above a pipe's buffer
+  const replies = await Promise.all(Array.from({ length: 32 }, () => bridge.ask(big)));
+  assert.equal(replies.length, 32);
+  assert.ok(replies.every((r) => r.response.startsWith('eco: Farense')));
+  assert.ok(calls >= 32);
+  assert.equal(overfull, 0, 'wrote while stdin asked to wait for drain');
 });

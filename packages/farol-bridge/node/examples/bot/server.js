@@ -1,8 +1,10 @@
 'use strict';
 // A minimal chat endpoint: POST /api/chat {"message": "..."} (or {"messages": [...]}) answers
 // {"message": "...", "source": "local" | "fallback"}. The local model answers through one
-// long-lived farol-bridge; on failure or timeout the fallback (OpenAI when OPENAI_API_KEY is set)
-// answers. Run: FAROL_MODEL=models/tiny-mistral-4bit node examples/bot/server.js
+// long-lived farol-bridge; on failure or timeout the fallback answers: any OpenAI-compatible
+// endpoint (OPENAI_BASE_URL, default https://api.openai.com/v1; OPENAI_MODEL; OPENAI_API_KEY).
+// Run: FAROL_MODEL=models/tiny-mistral-4bit node examples/bot/server.js
+const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
 const { createBridge, withFallback, routeByKeywords } = require('../..');
@@ -10,10 +12,11 @@ const { createBridge, withFallback, routeByKeywords } = require('../..');
 const MAX_BODY = 64 * 1024;
 
 /** An http.Server for POST /api/chat; `keywords` (optional) sends only those topics local. */
+/** Without a bridge (the local model is missing), every message goes to the fallback. */
 function createChatServer({ bridge, fallback, keywords, askOptions = {} }) {
-  const local = withFallback(bridge, fallback);
   const other = async (input) => ({ text: await fallback(input, null), source: 'fallback' });
-  const answer = keywords ? routeByKeywords(keywords, local, other) : local;
+  const local = bridge ? withFallback(bridge, fallback) : other;
+  const answer = bridge && keywords ? routeByKeywords(keywords, local, other) : local;
   return http.createServer(async (req, res) => {
     if (req.method !== 'POST' || req.url !== '/api/chat') return send(res, 404, { error: 'not found' });
     let input;
@@ -59,34 +62,51 @@ function send(res, status, obj) {
   res.end(JSON.stringify(obj));
 }
 
-/** OpenAI chat completions when OPENAI_API_KEY is set; otherwise a fixed apology. */
-async function openaiFallback(input) {
-  if (!process.env.OPENAI_API_KEY) return 'Desculpe, não consigo responder agora.';
-  const messages = typeof input === 'string' ? [{ role: 'user', content: input }] : input;
-  const r = await fetch('https://api.openai.com/v1/chat/completions', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${process.env.OPENAI_API_KEY}` },
-    body: JSON.stringify({ model: process.env.OPENAI_MODEL || 'gpt-4o-mini', messages }),
-  });
-  if (!r.ok) throw new Error(`OpenAI answered ${r.status}`);
-  return (await r.json()).choices[0].message.content;
+const APOLOGY = 'Desculpe, não consigo responder agora.';
+
+/** A fallback through an OpenAI-compatible chat completions endpoint (OpenAI, Azure, OpenRouter,
+ * a local server); a fixed apology when no key and no base URL are set. */
+function openaiFallback({ baseUrl = process.env.OPENAI_BASE_URL, apiKey = process.env.OPENAI_API_KEY,
+  model = process.env.OPENAI_MODEL || 'gpt-4o-mini' } = {}) {
+  const url = `${(baseUrl || 'https://api.openai.com/v1').replace(/\/+$/, '')}/chat/completions`;
+  return async (input) => {
+    if (!apiKey && !baseUrl) return APOLOGY;
+    const messages = typeof input === 'string' ? [{ role: 'user', content: input }] : input;
+    const headers = { 'content-type': 'application/json' };
+    if (apiKey) headers.authorization = `Bearer ${apiKey}`;
+    const r = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ model, messages }) });
+    if (!r.ok) throw new Error(`${url} answered ${r.status}`);
+    return (await r.json()).choices[0].message.content;
+  };
+}
+
+/** The bridge for FAROL_MODEL, or null (with one loud line) when that folder holds no model, so
+ * that messages go straight to the fallback instead of starting a failing bridge each time. */
+function localBridge(env = process.env, root = path.resolve(__dirname, '..', '..', '..', '..', '..')) {
+  const model = env.FAROL_MODEL || path.join(root, 'models', 'tiny-mistral-4bit');
+  if (!fs.existsSync(path.join(model, 'config.json'))) {
+    console.error(`farol bot: no model at ${model} (FAROL_MODEL); every message goes to the fallback`);
+    return null;
+  }
+  const args = ['serve', '--model', model];
+  if (env.FAROL_ADAPTER) args.push('--adapter-path', env.FAROL_ADAPTER);
+  const bridge = createBridge({ command: env.FAROL_BRIDGE || path.join(root, '.venv', 'bin', 'farol-bridge'),
+    args, timeoutMs: Number(env.FAROL_TIMEOUT_MS || 30000) });
+  bridge.on('stderr', (line) => console.error(`[farol-bridge] ${line}`));
+  bridge.on('restart', ({ attempt }) => console.error(`[farol-bridge] restarting (start ${attempt + 1})`));
+  return bridge;
 }
 
 function main() {
-  const root = path.resolve(__dirname, '..', '..', '..', '..', '..');
-  const args = ['serve', '--model', process.env.FAROL_MODEL || path.join(root, 'models', 'tiny-mistral-4bit')];
-  if (process.env.FAROL_ADAPTER) args.push('--adapter-path', process.env.FAROL_ADAPTER);
-  const bridge = createBridge({
-    command: process.env.FAROL_BRIDGE || path.join(root, '.venv', 'bin', 'farol-bridge'),
-    args, timeoutMs: Number(process.env.FAROL_TIMEOUT_MS || 30000), log: console.error,
-  });
-  const server = createChatServer({ bridge, fallback: openaiFallback });
+  const bridge = localBridge();
+  const server = createChatServer({ bridge, fallback: openaiFallback() });
   server.listen(Number(process.env.PORT || 3000), () => console.error(`POST http://localhost:${server.address().port}/api/chat`));
-  const stop = () => server.close(() => bridge.close().then(() => process.exit(0)));
+  const stop = () => server.close(() => (bridge ? bridge.close() : Promise.resolve())
+    .then(() => process.exit(0)));
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
 }
 
 if (require.main === module) main();
 
-module.exports = { createChatServer, openaiFallback, readBody };
+module.exports = { createChatServer, openaiFallback, localBridge, readBody };

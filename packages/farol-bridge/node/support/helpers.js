@@ -4,7 +4,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 
-const ROOT = path.resolve(__dirname, '..', '..', '..', '..', '..');
+const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 const venvPython = path.join(ROOT, '.venv', 'bin', 'python');
 const PYTHON = process.env.FAROL_PYTHON || (fs.existsSync(venvPython) ? venvPython : 'python3');
 const BRIDGE = path.join(path.dirname(PYTHON), 'farol-bridge');
