@@ -5,14 +5,18 @@ A bot whose users ask at the same moment writes several lines at once and then n
 stuck request there would wait until some other user writes. Replies are matched by id, never
 by their text (a model may answer every prompt alike)."""
 
+import json
+import os
+import select
 import signal
+import subprocess
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.farol_bridge.conftest import BridgeProcess
+from tests.farol_bridge.conftest import BIN, BridgeProcess
 
 BOUND_S = 30  # far above any answer here (well under 1 s alone); a stalled request never comes
 PROMPTS = ["Quem foi Hassan Nader?", "Olá", "Em que ano foi fundado o Farense?", "Faro",
@@ -120,3 +124,24 @@ def test_any_arrival_schedule_answers_everything_then_rests(live, events):
                                                                       "not_running"]}[kind]
     ended = [x for x in live.lines if x.get("id") in expect and "status" in x]
     assert len(ended) == len(expect), "one final line per request, no more"
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_every_final_line_is_on_the_pipe_when_written(tiny_4bit, n):
+    # Finals of one batch step are written back to back and often arrive in one read. The
+    # bridge flushes each line; a client must read the pipe as a stream (see the protocol doc).
+    proc = subprocess.Popen([str(BIN / "farol-bridge"), "serve", "--model", str(tiny_4bit)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        fd, buf, finals = proc.stdout.fileno(), b"", set()
+        proc.stdin.write(b"".join(json.dumps(generate(i, i)).encode() + b"\n" for i in range(n)))
+        proc.stdin.flush()
+        deadline = time.monotonic() + BOUND_S
+        while len(finals) < n and select.select([fd], [], [], deadline - time.monotonic())[0]:
+            *lines, buf = (buf + os.read(fd, 1 << 16)).split(b"\n")
+            finals |= {json.loads(x).get("id") for x in lines if b'"status"' in x}
+        assert finals == set(range(n))
+    finally:
+        proc.kill()
+        proc.wait()
