@@ -93,6 +93,7 @@ EVENTS = st.lists(st.one_of(
 SCHEDULES = iter(range(10**9))
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 @given(events=EVENTS)
