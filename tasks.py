@@ -254,8 +254,8 @@ def _run_dir(run: str) -> Path:
 @exit_on_error
 def preflight(c, config=str(DEMO_CONFIG), model=None, data=None):
     """Check versions, device, memory, disk, data and model before training (exit 1 on a fail)."""
-    from farol_train.loop import resolve
     from farol_train.preflight import report
+    from farol_train.run_config import resolve
 
     # runs_dir as `invoke train` uses it, so the disk check looks where checkpoints will go.
     cfg = resolve(config, runs_dir=str(RUNS), **_run_paths(config, model, data))

@@ -9,8 +9,8 @@ from farol_core.dataset import iterate_batches, load_split
 from farol_core.model import load_model
 from farol_eval.evaluate import evaluate, run_config
 from farol_train.checkpoint import save_adapter
-from farol_train.loop import make_step
 from farol_train.lora import apply_lora
+from farol_train.step import make_step
 
 CHECKPOINT_STEPS = (0, 3)
 

@@ -17,8 +17,9 @@ from farol_core.model import load_model
 from farol_train import quantize, train
 from farol_train.cli import main
 from farol_train.data_order import answerable, trained_tokens
-from farol_train.loop import convert_alpha, make_step, resolve
 from farol_train.lora import apply_lora
+from farol_train.run_config import convert_alpha, resolve
+from farol_train.step import make_step
 from mlx.utils import tree_flatten
 from mlx_lm import load
 
@@ -166,7 +167,7 @@ def test_alpha_given_with_scale_wins_and_the_note_names_the_replaced_scale():
 def test_the_learning_rate_schedule_counts_steps_under_gradient_accumulation():
     # The optimizer steps the schedule once per update, every 2 steps here: warmup_steps 4 must
     # end at the 2nd update and the cosine must reach a tenth of the peak at the 10th, the last.
-    from farol_train.loop import learning_rate_schedule
+    from farol_train.step import learning_rate_schedule
 
     schedule = learning_rate_schedule({"learning_rate": 1e-3, "warmup_steps": 4, "iters": 20,
                                        "grad_accumulation_steps": 2})

@@ -13,9 +13,10 @@ from farol_core.io import atomic_write_text
 from farol_train import calibrate, distributed, launch
 from farol_train.distributed import WORLD_ENV
 from farol_train.fuse import fuse
-from farol_train.loop import resolve, train
+from farol_train.loop import train
 from farol_train.preflight import apply_profile, describe, profiles, report
 from farol_train.quantize import BITS, GROUP_SIZES, quantize
+from farol_train.run_config import resolve
 
 RANK_ENTRY = "from farol_train.cli import main; main()"
 

@@ -8,7 +8,6 @@ data order continues from the saved epoch and batch, and MLX's random stream is 
 
 import json
 import os
-import re
 import shutil
 import socket
 import time
@@ -17,16 +16,14 @@ from functools import partial
 from pathlib import Path
 
 import mlx.core as mx
-import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
-from farol_core.config import ConfigError, load_config, merge
+from farol_core.config import load_config
 from farol_core.dataset import evaluate_loss, load_split, masked_loss
 from farol_core.errors import FarolError, Interrupted
 from farol_core.io import atomic_write_text, write_json
 from farol_core.model import load_model
-from mlx.utils import tree_flatten, tree_map, tree_unflatten
-from mlx_lm.tuner.trainer import grad_checkpoint
+from mlx.utils import tree_flatten, tree_unflatten
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from farol_train import checkpoint as ckpt
@@ -34,35 +31,11 @@ from farol_train import distributed
 from farol_train.data_order import DataOrder, answerable, fingerprint
 from farol_train.guards import MemoryGuard, StopRequest, check_finite
 from farol_train.lora import apply_lora, count_parameters
-from farol_train.metrics import MetricsLog, StepLog
+from farol_train.metrics import MetricsLog, StepLog, Window
 from farol_train.packing import packed_loss
+from farol_train.run_config import RESUME_KEYS, _changes, _pick, convert_alpha, resolve
+from farol_train.step import learning_rate_schedule, make_step
 
-# Settings that must match for a checkpoint to be resumed (the rest may change between runs).
-RESUME_KEYS = {"model": None, "data": None, "seed": None, "lora": None,
-               "training": ["batch_size", "max_seq_length", "mask_prompt", "pack",
-                            "grad_accumulation_steps", "learning_rate", "warmup_steps"]}
-# Names that configs carried over from PEFT or Hugging Face's Trainer use, and Farol's key.
-FOREIGN_KEYS = {"r": "lora.rank", "lora_rank": "lora.rank", "lora_alpha": "lora.alpha",
-                "lora_dropout": "lora.dropout", "target_modules": "lora.keys",
-                "num_epochs": "training.epochs", "num_train_epochs": "training.epochs",
-                "gradient_accumulation_steps": "training.grad_accumulation_steps",
-                "gradient_checkpointing": "training.grad_checkpoint",
-                # mlx-lm's own lora config file, and the keys old scripts passed to its calls
-                "lora_parameters": "lora (rank, scale, dropout, keys)",
-                "num_layers": "lora.num_layers", "lora_layers": "lora.num_layers",
-                "max_length": "training.max_seq_length", "max_seq_len": "training.max_seq_length",
-                "per_device_train_batch_size": "training.batch_size",
-                "quantization": "a 4-bit base from `invoke quantize`",
-                "q_bits": "a 4-bit base from `invoke quantize`",
-                "group_size": "a 4-bit base from `invoke quantize`",
-                "bias": "nothing (LoRA layers have no bias term)",
-                "max_grad_norm": "training.max_grad_norm",
-                "gradient_accumulation": "training.grad_accumulation_steps",
-                # mlx-lm's flat training keys: the same names, under training
-                **{k: f"training.{k}" for k in (
-                    "batch_size", "iters", "learning_rate", "steps_per_eval", "steps_per_report",
-                    "save_every", "max_seq_length", "val_batches", "grad_checkpoint",
-                    "mask_prompt", "grad_accumulation_steps")}}
 STATUS_FILE = "status.json"
 # Why a rank stops, in the order that wins when ranks disagree (see Trainer._agree).
 REASONS = (None, "early_stop", "interrupted", "memory")
@@ -88,48 +61,6 @@ class TrainResult:
         val = f"{self.val_loss:.3f}" if self.val_loss is not None else "not measured"
         return f"loss {self.first_loss:.3f} -> {self.last_loss:.3f}, val loss {val}"
 
-
-def resolve(config=None, iters: int | None = None, **overrides) -> dict:
-    """The validated run config: file or dict, then `overrides` (nested dicts merge), then
-    `iters`, the override asked for most often."""
-    try:
-        return load_config("train", config, merge(overrides, {"training": {"iters": iters}}))
-    except ConfigError as e:
-        e.hint = e.hint or _rename_hint(e.problems)
-        raise
-
-
-def _rename_hint(problems: list[str]) -> str | None:
-    """Farol's name for each unknown key that another trainer's config would use."""
-    unknown = [name for p in problems if "unexpected" in p
-               for name in re.findall(r"'([^']+)'", p.split("(", 1)[-1])]
-    renames = [f"{k} -> {FOREIGN_KEYS[k]}" for k in unknown if k in FOREIGN_KEYS]
-    return f"Farol's names for these keys: {'; '.join(renames)}" if renames else None
-
-
-def convert_alpha(cfg: dict) -> str | None:
-    """Turn PEFT's `lora.alpha` into mlx-lm's `lora.scale` (alpha / rank); returns the note."""
-    alpha = cfg["lora"].pop("alpha", None)
-    if alpha is None:
-        return None
-    replaced, cfg["lora"]["scale"] = cfg["lora"]["scale"], alpha / cfg["lora"]["rank"]
-    # Name the scale it replaces: the schema's default, or one the user also wrote.
-    return (f"note: lora.alpha {alpha} with rank {cfg['lora']['rank']} is "
-            f"lora.scale {cfg['lora']['scale']:g} in mlx-lm's terms; it replaces "
-            f"lora.scale {replaced:g}")
-
-
-def learning_rate_schedule(training: dict):
-    """Linear warmup over `warmup_steps`, then cosine decay to a tenth of the peak by `iters`.
-
-    The optimizer advances the schedule once per update, every `grad_accumulation_steps`
-    steps, so both lengths are turned into updates."""
-    every, lr = training["grad_accumulation_steps"], training["learning_rate"]
-    warmup, iters = -(-training["warmup_steps"] // every), training["iters"] // every
-    decay = optim.cosine_decay(lr, max(iters - warmup, 1), end=lr / 10)
-    if warmup == 0:
-        return decay
-    return optim.join_schedules([optim.linear_schedule(0.0, lr, warmup), decay], [warmup])
 
 
 def train(config=None, log=print, fresh: bool = False, **overrides) -> TrainResult:
@@ -513,101 +444,6 @@ class Trainer:
         return TrainResult(self.run_dir, self.step, losses[0], losses[-1], self.val_loss,
                            self.trainable, stopped, self.resumed_from)
 
-
-def _pick(value, keys: list[str] | None):
-    """The part of a config section that resuming depends on."""
-    return value if keys is None else {k: value[k] for k in keys}
-
-
-def _changes(name: str, saved, now) -> list[str]:
-    """Each setting that differs, as `name: now X, checkpoints Y`, sections key by key."""
-    if isinstance(saved, dict) and isinstance(now, dict):
-        return [c for k in sorted(saved.keys() | now.keys())
-                for c in _changes(f"{name}.{k}", saved.get(k), now.get(k))]
-    return [] if saved == now else [f"{name} (now {now!r}, checkpoints {saved!r})"]
-
-
-def make_step(model, optimizer, accumulation: int, checkpointing: bool, pending: dict,
-              loss=masked_loss, group=None, max_grad_norm: float | None = None):
-    """A compiled step: forward, backward and, every `accumulation` calls, an update.
-
-    `pending["grad"]` holds the gradient summed since the last update (a checkpoint saves it).
-    With a distributed `group`, loss, tokens and gradient are those of the whole global batch.
-    """
-    if checkpointing:
-        grad_checkpoint(model.layers[0])  # patches the block class, so every block recomputes
-    loss_and_grad = nn.value_and_grad(model, loss)
-    state = [model.state, optimizer.state, mx.random.state]
-
-    @partial(mx.compile, inputs=state, outputs=state)
-    def compiled(batch, previous, update):
-        (value, ntoks), grad = loss_and_grad(model, *batch)
-        if group is not None:
-            value, ntoks, grad = distributed.combine(value, ntoks, grad, group)
-        if previous is not None:
-            grad = tree_map(lambda a, b: a + b, grad, previous)
-        if update:  # a Python bool: compiled once for each value
-            grad = tree_map(lambda g: g / accumulation, grad)
-            if max_grad_norm:  # clip the update's gradient, the accumulated mean, as a whole
-                grad, _ = optim.clip_grad_norm(grad, max_grad_norm)
-            optimizer.update(model, grad)
-            grad = None
-        return value, ntoks, grad
-
-    def step(batch: tuple, update: bool):
-        value, ntoks, pending["grad"] = compiled(batch, pending["grad"], update)
-        mx.eval(value, ntoks, model.state, optimizer.state, pending["grad"])
-        return value.item(), int(ntoks.item())
-
-    return step
-
-
-class Window:
-    """Loss, tokens and step time since the last report, turned into one metrics row.
-
-    Rates use step time only (forward, backward, update), not building the batch, evaluation
-    or saving.
-    """
-
-    def __init__(self):
-        self.start = time.perf_counter()
-        self.loss_sum = self.tokens = self.steps = self.trained = 0
-        self.offset = self.seconds = 0.0
-
-    def add(self, loss: float, ntoks: int, seconds: float) -> None:
-        self.loss_sum += loss * ntoks
-        self.tokens += ntoks
-        self.steps += 1
-        self.seconds += seconds
-
-    def elapsed(self) -> float:
-        return self.offset + time.perf_counter() - self.start
-
-    def state(self) -> dict:
-        return {"loss_sum": self.loss_sum, "tokens": self.tokens, "steps": self.steps,
-                "seconds": self.seconds}
-
-    def restore(self, state: dict, trained: int, offset: float) -> None:
-        self.loss_sum, self.tokens, self.steps = state["loss_sum"], state["tokens"], state["steps"]
-        self.seconds = state["seconds"]
-        self.trained, self.offset = trained, offset
-
-    def report(self, it: int, steps_per_epoch: int, optimizer, val_loss) -> dict:
-        seconds, self.trained = max(self.seconds, 1e-9), self.trained + self.tokens
-        row = {
-            "step": it,
-            "epoch": round(it / max(steps_per_epoch, 1), 3),
-            "train_loss": self.loss_sum / max(self.tokens, 1),
-            "val_loss": val_loss,
-            "learning_rate": optimizer.learning_rate.item(),
-            "tokens_per_second": self.tokens / seconds,
-            "iterations_per_second": self.steps / seconds,
-            "trained_tokens": self.trained,
-            "peak_memory_gb": mx.get_peak_memory() / 1e9,
-            "wall_time_s": self.elapsed(),
-        }
-        self.loss_sum, self.tokens, self.steps, self.seconds = 0, 0, 0, 0.0
-        return row
 
 
 def _progress(disable: bool = False) -> Progress:

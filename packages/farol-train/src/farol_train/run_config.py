@@ -1,0 +1,77 @@
+"""The run config: resolution, the names other trainers use, and what resuming must match."""
+
+import re
+
+from farol_core.config import ConfigError, load_config, merge
+
+# Settings that must match for a checkpoint to be resumed (the rest may change between runs).
+RESUME_KEYS = {"model": None, "data": None, "seed": None, "lora": None,
+               "training": ["batch_size", "max_seq_length", "mask_prompt", "pack",
+                            "grad_accumulation_steps", "learning_rate", "warmup_steps"]}
+# Names that configs carried over from PEFT or Hugging Face's Trainer use, and Farol's key.
+FOREIGN_KEYS = {"r": "lora.rank", "lora_rank": "lora.rank", "lora_alpha": "lora.alpha",
+                "lora_dropout": "lora.dropout", "target_modules": "lora.keys",
+                "num_epochs": "training.epochs", "num_train_epochs": "training.epochs",
+                "gradient_accumulation_steps": "training.grad_accumulation_steps",
+                "gradient_checkpointing": "training.grad_checkpoint",
+                # mlx-lm's own lora config file, and the keys old scripts passed to its calls
+                "lora_parameters": "lora (rank, scale, dropout, keys)",
+                "num_layers": "lora.num_layers", "lora_layers": "lora.num_layers",
+                "max_length": "training.max_seq_length", "max_seq_len": "training.max_seq_length",
+                "per_device_train_batch_size": "training.batch_size",
+                "quantization": "a 4-bit base from `invoke quantize`",
+                "q_bits": "a 4-bit base from `invoke quantize`",
+                "group_size": "a 4-bit base from `invoke quantize`",
+                "bias": "nothing (LoRA layers have no bias term)",
+                "max_grad_norm": "training.max_grad_norm",
+                "gradient_accumulation": "training.grad_accumulation_steps",
+                # mlx-lm's flat training keys: the same names, under training
+                **{k: f"training.{k}" for k in (
+                    "batch_size", "iters", "learning_rate", "steps_per_eval", "steps_per_report",
+                    "save_every", "max_seq_length", "val_batches", "grad_checkpoint",
+                    "mask_prompt", "grad_accumulation_steps")}}
+
+
+def resolve(config=None, iters: int | None = None, **overrides) -> dict:
+    """The validated run config: file or dict, then `overrides` (nested dicts merge), then
+    `iters`, the override asked for most often."""
+    try:
+        return load_config("train", config, merge(overrides, {"training": {"iters": iters}}))
+    except ConfigError as e:
+        e.hint = e.hint or _rename_hint(e.problems)
+        raise
+
+
+def _rename_hint(problems: list[str]) -> str | None:
+    """Farol's name for each unknown key that another trainer's config would use."""
+    unknown = [name for p in problems if "unexpected" in p
+               for name in re.findall(r"'([^']+)'", p.split("(", 1)[-1])]
+    renames = [f"{k} -> {FOREIGN_KEYS[k]}" for k in unknown if k in FOREIGN_KEYS]
+    return f"Farol's names for these keys: {'; '.join(renames)}" if renames else None
+
+
+def convert_alpha(cfg: dict) -> str | None:
+    """Turn PEFT's `lora.alpha` into mlx-lm's `lora.scale` (alpha / rank); returns the note."""
+    alpha = cfg["lora"].pop("alpha", None)
+    if alpha is None:
+        return None
+    replaced, cfg["lora"]["scale"] = cfg["lora"]["scale"], alpha / cfg["lora"]["rank"]
+    # Name the scale it replaces: the schema's default, or one the user also wrote.
+    return (f"note: lora.alpha {alpha} with rank {cfg['lora']['rank']} is "
+            f"lora.scale {cfg['lora']['scale']:g} in mlx-lm's terms; it replaces "
+            f"lora.scale {replaced:g}")
+
+
+
+def _pick(value, keys: list[str] | None):
+    """The part of a config section that resuming depends on."""
+    return value if keys is None else {k: value[k] for k in keys}
+
+
+def _changes(name: str, saved, now) -> list[str]:
+    """Each setting that differs, as `name: now X, checkpoints Y`, sections key by key."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [c for k in sorted(saved.keys() | now.keys())
+                for c in _changes(f"{name}.{k}", saved.get(k), now.get(k))]
+    return [] if saved == now else [f"{name} (now {now!r}, checkpoints {saved!r})"]
+
