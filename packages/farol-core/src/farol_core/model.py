@@ -9,8 +9,9 @@ from mlx_lm.utils import load_tokenizer as _mlx_load_tokenizer
 
 from farol_core import template
 from farol_core.errors import FarolError
+from farol_core.rundir import ADAPTER_CONFIG, ADAPTER_FILE, RunDir
 
-ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
+ADAPTER_FILES = (ADAPTER_FILE, ADAPTER_CONFIG)
 
 
 def check_model_dir(path: str | Path) -> Path:
@@ -41,7 +42,7 @@ def check_adapter_dir(path: str | Path) -> Path:
             hint="check the path: a run's folder (runs/NAME) or its best adapter "
                  "(runs/NAME/adapters); `invoke train` makes one",
         )
-    _check_adapter_config(path / "adapter_config.json")
+    _check_adapter_config(path / ADAPTER_CONFIG)
     return path
 
 
@@ -109,11 +110,9 @@ def recorded_base(adapter_path: str | Path) -> str | None:
     """The base model a Farol run's adapter was trained on, from the run's config.json beside
     the adapter (runs/<name>) or above it (runs/<name>/adapters, the best one); None if absent."""
     adapter_path = Path(adapter_path)
-    for config in (adapter_path / "config.json", adapter_path.parent / "config.json"):
-        try:
-            model = json.loads(config.read_text(encoding="utf-8")).get("model")
-        except (OSError, ValueError, AttributeError):
-            continue
+    for run in (RunDir(adapter_path), RunDir(adapter_path.parent)):
+        config = run.read_config()
+        model = config.get("model") if isinstance(config, dict) else None
         if isinstance(model, str) and model:
             return model
     return None
