@@ -18,7 +18,7 @@ from farol_train import quantize, train
 from farol_train.cli import main
 from farol_train.data_order import answerable, trained_tokens
 from farol_train.lora import apply_lora
-from farol_train.run_config import convert_alpha, resolve
+from farol_train.run_config import resolve
 from farol_train.step import make_step
 from mlx.utils import tree_flatten
 from mlx_lm import load
@@ -157,11 +157,23 @@ def test_max_grad_norm_clips_each_update(tiny_4bit, processed):
 
 
 def test_alpha_given_with_scale_wins_and_the_note_names_the_replaced_scale():
-    cfg = resolve({"lora": {"rank": 8, "alpha": 16, "scale": 10.0}})
-    note = convert_alpha(cfg)
+    notes = []
+    cfg = resolve({"lora": {"rank": 8, "alpha": 16, "scale": 10.0}}, log=notes.append)
     assert cfg["lora"]["scale"] == 2.0 and "alpha" not in cfg["lora"]
-    assert note.endswith("it replaces lora.scale 10")
-    assert convert_alpha(resolve({"lora": {"scale": 10.0}})) is None
+    assert len(notes) == 1 and notes[0].endswith("it replaces lora.scale 10")
+    resolve({"lora": {"scale": 10.0}}, log=notes.append)
+    assert len(notes) == 1
+
+
+def test_alpha_becomes_scale_before_validation_so_the_checked_config_is_the_saved_one():
+    # Before, resolve returned lora.alpha and train() popped it afterwards, unchecked.
+    from farol_core.config import load_schema, validate
+
+    cfg = resolve({"lora": {"rank": 8, "alpha": 16}})
+    assert "alpha" not in cfg["lora"] and cfg["lora"]["scale"] == 2.0
+    validate(load_schema("train"), cfg)
+    with pytest.raises(ConfigError, match="lora.alpha"):
+        resolve({"lora": {"rank": 8, "alpha": "sixteen"}})
 
 
 def test_the_learning_rate_schedule_counts_steps_under_gradient_accumulation():

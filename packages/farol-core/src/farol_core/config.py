@@ -33,6 +33,14 @@ def load_schema(name: str) -> dict:
     return json.loads(text)
 
 
+def schema_default(name: str, key: str):
+    """The default that schema `name` declares for the dotted `key` ("training.iters")."""
+    node = load_schema(name)
+    for part in key.split("."):
+        node = node["properties"][part]
+    return node["default"]
+
+
 class _Loader(yaml.SafeLoader):
     """YAML 1.1 reads `5e-5` (no dot) as text; a config means the number, as YAML 1.2 does."""
 
@@ -65,10 +73,12 @@ def load_config(
     source: str | Path | dict | None = None,
     overrides: dict | None = None,
     check: Callable[[dict], list[str]] | None = None,
+    prepare: Callable[[dict], None] | None = None,
 ) -> dict:
     """Resolve a config: file or dict, then `overrides` (None values ignored), then defaults.
 
-    `check` returns the problems the schema can't express; they are listed with its own."""
+    `prepare` rewrites the filled-in dict before validation (so what is checked is what is
+    used); `check` returns the problems the schema can't express, listed with its own."""
     if isinstance(source, dict):
         data, label = copy.deepcopy(source), "<dict>"
     elif source is None:
@@ -78,6 +88,8 @@ def load_config(
     merge(data, overrides or {})
     schema = load_schema(schema_name)
     fill_defaults(schema, data)
+    if prepare is not None:
+        prepare(data)
     validate(schema, data, label, check(data) if check else ())
     return data
 

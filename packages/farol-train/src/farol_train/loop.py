@@ -6,9 +6,7 @@ data order continues from the saved epoch and batch, and MLX's random stream is 
 (seed, step) before every step.
 """
 
-import json
 import os
-import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -18,11 +16,11 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
-from farol_core.config import load_config
 from farol_core.dataset import evaluate_loss, load_split, masked_loss
 from farol_core.errors import FarolError, Interrupted
 from farol_core.io import atomic_write_text, write_json
 from farol_core.model import load_model
+from farol_core.rundir import RunDir
 from mlx.utils import tree_flatten, tree_unflatten
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -33,10 +31,9 @@ from farol_train.guards import MemoryGuard, StopRequest, check_finite
 from farol_train.lora import apply_lora, count_parameters
 from farol_train.metrics import MetricsLog, StepLog, Window
 from farol_train.packing import packed_loss
-from farol_train.run_config import RESUME_KEYS, _changes, _pick, convert_alpha, resolve
+from farol_train.run_config import check_compatible, resolve
 from farol_train.step import learning_rate_schedule, make_step
 
-STATUS_FILE = "status.json"
 # Why a rank stops, in the order that wins when ranks disagree (see Trainer._agree).
 REASONS = (None, "early_stop", "interrupted", "memory")
 
@@ -70,13 +67,10 @@ def train(config=None, log=print, fresh: bool = False, **overrides) -> TrainResu
     one of several ranks (`farol-train run --np/--hosts/--hostfile`), it trains its share of
     every global batch and only rank 0 writes; the others log to stderr.
     """
-    cfg = resolve(config, **overrides)
     group = distributed.world()
     if group is not None and group.rank() != 0:
         log = distributed.rank_log(group.rank())
-    note = convert_alpha(cfg)
-    if note:
-        log(note)
+    cfg = resolve(config, log=log, **overrides)
     try:
         return _load(cfg, log, fresh, group).run()
     except RuntimeError as e:  # how mlx.distributed reports a lost peer
@@ -89,7 +83,7 @@ def train(config=None, log=print, fresh: bool = False, **overrides) -> TrainResu
 
 def _load(cfg: dict, log, fresh: bool, group) -> "Trainer":
     # A monitor started beside a resume would read the last attempt's "interrupted" and leave.
-    restore = _loading_status(Path(cfg["runs_dir"]) / cfg["name"], group)
+    restore = _loading_status(RunDir.of(cfg["runs_dir"], cfg["name"]).path, group)
     try:
         return Trainer(cfg, log, fresh, group)
     except KeyboardInterrupt:  # before the first step there is nothing to save
@@ -105,7 +99,7 @@ def _load(cfg: dict, log, fresh: bool, group) -> "Trainer":
 def _loading_status(run_dir: Path, group):
     """Mark an existing run as loading (for `invoke monitor`); returns what puts the previous
     status.json back, byte for byte, should loading fail."""
-    path = run_dir / STATUS_FILE
+    path = RunDir(run_dir).status
     if (group is not None and group.rank() != 0) or not path.is_file():
         return lambda: None
     before = path.read_bytes()
@@ -123,7 +117,8 @@ class Trainer:
 
     def __init__(self, cfg: dict, log, fresh: bool, group=None):
         self.cfg, self.log, self.tcfg = cfg, log, cfg["training"]
-        self.run_dir = Path(cfg["runs_dir"]) / cfg["name"]
+        self.rundir = RunDir.of(cfg["runs_dir"], cfg["name"])
+        self.run_dir = self.rundir.path
         self.group, self.stop, self.watchdog = group, StopRequest(), None
         self.rank = group.rank() if group is not None else 0
         self.main = self.rank == 0
@@ -188,7 +183,7 @@ class Trainer:
         self.pending = {"grad": None}
         found = None if fresh or not self.main else ckpt.load_latest(self.run_dir, warn=self.log)
         if found is not None:
-            self._check_compatible()
+            check_compatible(self.cfg, self.rundir.config, self.log)
             self.pending["grad"] = ckpt.restore(found, self.model, self.optimizer)
         elif self.main:
             self._start_over(fresh)
@@ -201,7 +196,7 @@ class Trainer:
                      f"{ckpt.checkpoint_dir(self.run_dir, self.step).name} "
                      f"(use --fresh to start over)")
         if self.main:
-            write_json(self.run_dir / "config.json", self.cfg)
+            write_json(self.rundir.config, self.cfg)
         return self.step
 
     def _open_logs(self) -> None:
@@ -209,8 +204,8 @@ class Trainer:
             self.metrics = self.steps_log = distributed.NullLog()
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
-        self.steps_log = StepLog(self.run_dir / "steps.jsonl")
+        self.metrics = MetricsLog(self.rundir.metrics, self.rundir.metrics_csv)
+        self.steps_log = StepLog(self.rundir.steps)
 
     def _share_checkpoint(self, state: dict | None) -> dict | None:
         """Rank 0's checkpoint (state, adapter, optimizer, pending gradient) on every rank, so
@@ -230,58 +225,18 @@ class Trainer:
     def _start_over(self, fresh: bool) -> None:
         """Clear what an earlier attempt left, saying what goes. Without --fresh, checkpoints
         or a best adapter that no checkpoint can resume are never deleted silently."""
-        previous = self._previous_outputs()
+        previous = self.rundir.previous_outputs()
         if not previous:
             return
         what = ", ".join(previous)
-        if not fresh and (ckpt.list_checkpoints(self.run_dir) or self._best_file().is_file()):
+        if not fresh and (self.rundir.checkpoints() or self.rundir.best_file.is_file()):
             raise FarolError(f"run {self.cfg['name']} has {what} but no checkpoint that can "
                              "be resumed (see the warnings above); nothing was changed",
                              hint="pass --fresh to start over (it deletes them), or pick "
                                   "another --run name")
-        self._clear()
+        self.rundir.clear()
         self.log(f"{'--fresh' if fresh else 'no checkpoint to resume'}: removed {what} of "
                  f"run {self.cfg['name']}; starting over")
-
-    def _best_file(self) -> Path:
-        return self.run_dir / ckpt.BEST_DIR / "best.json"
-
-    def _previous_outputs(self) -> list[str]:
-        """What _clear would delete, in words."""
-        out, found = [], ckpt.list_checkpoints(self.run_dir)
-        if found:
-            out.append(f"{len(found)} checkpoint(s) (newest {found[-1].name})")
-        if self._best_file().is_file():
-            best = json.loads(self._best_file().read_text(encoding="utf-8"))
-            out.append(f"the best adapter ({ckpt.BEST_DIR}/, step {best['step']}, "
-                       f"val loss {best['val_loss']:.4f})")
-        elif (self.run_dir / ckpt.BEST_DIR).exists():
-            out.append(f"the best adapter folder ({ckpt.BEST_DIR}/)")
-        if any((self.run_dir / n).is_file() for n in ("metrics.jsonl", "steps.jsonl")):
-            out.append("the logs (metrics.jsonl, metrics.csv, steps.jsonl)")
-        return out
-
-    def _clear(self) -> None:
-        shutil.rmtree(self.run_dir / ckpt.CHECKPOINTS, ignore_errors=True)
-        shutil.rmtree(self.run_dir / ckpt.BEST_DIR, ignore_errors=True)
-        for name in ("metrics.jsonl", "metrics.csv", "steps.jsonl"):
-            (self.run_dir / name).unlink(missing_ok=True)
-
-    def _check_compatible(self) -> None:
-        saved_path = self.run_dir / "config.json"
-        saved = load_config("train", saved_path) if saved_path.is_file() else self.cfg
-        changed = [c for key, sub in RESUME_KEYS.items()
-                   for c in _changes(key, _pick(saved[key], sub), _pick(self.cfg[key], sub))]
-        if changed:
-            raise FarolError(
-                f"run {self.cfg['name']} has checkpoints made with a different "
-                f"{'; '.join(changed)}",
-                hint="use the run's config.json, pick another --run name, or pass --fresh "
-                     "to start this run over")
-        if saved["training"]["iters"] != self.tcfg["iters"]:  # the schedule spans iters
-            self.log(f"note: training.iters is {self.tcfg['iters']}, the checkpoints' run had "
-                     f"{saved['training']['iters']}: the learning rate from here follows the "
-                     f"schedule over {self.tcfg['iters']} steps")
 
     def _restore_state(self, state: dict) -> None:
         saved = state.get("data_fingerprint", {})  # absent from checkpoints of older versions
@@ -364,7 +319,7 @@ class Trainer:
         """runs/<name>/status.json: training, or how the run ended, for the monitor. The pid
         and host let it tell a live run from one whose process was killed."""
         if self.main:
-            write_json(self.run_dir / STATUS_FILE, {"state": state, "step": self.step,
+            write_json(self.rundir.status, {"state": state, "step": self.step,
                                                     "pid": os.getpid(),
                                                     "host": socket.gethostname()})
 
@@ -409,7 +364,7 @@ class Trainer:
         if reason == "early_stop":
             self.log(f"early stop at step {self.step}: no better validation loss in "
                      f"{self.tcfg['patience']} evaluations (best {self.best['val_loss']:.4f} at "
-                     f"step {self.best['step']}, in {self.run_dir / ckpt.BEST_DIR})")
+                     f"step {self.best['step']}, in {self.rundir.best_dir})")
         return reason or "done"
 
     def _agree(self, reason: str | None) -> str | None:

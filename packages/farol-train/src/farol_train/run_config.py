@@ -1,8 +1,10 @@
 """The run config: resolution, the names other trainers use, and what resuming must match."""
 
 import re
+from pathlib import Path
 
 from farol_core.config import ConfigError, load_config, merge
+from farol_core.errors import FarolError
 
 # Settings that must match for a checkpoint to be resumed (the rest may change between runs).
 RESUME_KEYS = {"model": None, "data": None, "seed": None, "lora": None,
@@ -32,11 +34,17 @@ FOREIGN_KEYS = {"r": "lora.rank", "lora_rank": "lora.rank", "lora_alpha": "lora.
                     "mask_prompt", "grad_accumulation_steps")}}
 
 
-def resolve(config=None, iters: int | None = None, **overrides) -> dict:
+def resolve(config=None, iters: int | None = None, log=None, **overrides) -> dict:
     """The validated run config: file or dict, then `overrides` (nested dicts merge), then
-    `iters`, the override asked for most often."""
+    `iters`, the override asked for most often. PEFT's lora.alpha becomes lora.scale before
+    validation, so the config checked is the one saved; `log` gets the note saying so."""
+    def prepare(data: dict) -> None:
+        note = convert_alpha(data)
+        if note and log:
+            log(note)
     try:
-        return load_config("train", config, merge(overrides, {"training": {"iters": iters}}))
+        return load_config("train", config, merge(overrides, {"training": {"iters": iters}}),
+                           prepare=prepare)
     except ConfigError as e:
         e.hint = e.hint or _rename_hint(e.problems)
         raise
@@ -51,15 +59,23 @@ def _rename_hint(problems: list[str]) -> str | None:
 
 
 def convert_alpha(cfg: dict) -> str | None:
-    """Turn PEFT's `lora.alpha` into mlx-lm's `lora.scale` (alpha / rank); returns the note."""
-    alpha = cfg["lora"].pop("alpha", None)
-    if alpha is None:
+    """Turn PEFT's `lora.alpha` into mlx-lm's `lora.scale` (alpha / rank); returns the note.
+    Values of the wrong type are left in place for validation to name."""
+    lora = cfg.get("lora")
+    if not isinstance(lora, dict) or not all(_positive(lora.get(k)) for k in ("rank", "scale")):
         return None
+    if not _positive(lora.get("alpha")):
+        return None if lora.get("alpha") is not None else lora.pop("alpha", None)
+    alpha = lora.pop("alpha")
     replaced, cfg["lora"]["scale"] = cfg["lora"]["scale"], alpha / cfg["lora"]["rank"]
     # Name the scale it replaces: the schema's default, or one the user also wrote.
     return (f"note: lora.alpha {alpha} with rank {cfg['lora']['rank']} is "
             f"lora.scale {cfg['lora']['scale']:g} in mlx-lm's terms; it replaces "
             f"lora.scale {replaced:g}")
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 
@@ -75,3 +91,21 @@ def _changes(name: str, saved, now) -> list[str]:
                 for c in _changes(f"{name}.{k}", saved.get(k), now.get(k))]
     return [] if saved == now else [f"{name} (now {now!r}, checkpoints {saved!r})"]
 
+
+
+def check_compatible(cfg: dict, saved_path: Path, log) -> None:
+    """Refuse to resume checkpoints made under other RESUME_KEYS settings than `cfg`'s (the
+    run's config.json at `saved_path`), and note a changed training.iters."""
+    saved = load_config("train", saved_path) if saved_path.is_file() else cfg
+    changed = [c for key, sub in RESUME_KEYS.items()
+               for c in _changes(key, _pick(saved[key], sub), _pick(cfg[key], sub))]
+    if changed:
+        raise FarolError(
+            f"run {cfg['name']} has checkpoints made with a different "
+            f"{'; '.join(changed)}",
+            hint="use the run's config.json, pick another --run name, or pass --fresh "
+                 "to start this run over")
+    if saved["training"]["iters"] != cfg["training"]["iters"]:  # the schedule spans iters
+        log(f"note: training.iters is {cfg['training']['iters']}, the checkpoints' run had "
+            f"{saved['training']['iters']}: the learning rate from here follows the "
+            f"schedule over {cfg['training']['iters']} steps")
