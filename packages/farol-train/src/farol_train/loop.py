@@ -9,7 +9,6 @@ data order continues from the saved epoch and batch, and MLX's random stream is 
 import os
 import socket
 import time
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -21,43 +20,20 @@ from farol_core.errors import FarolError, Interrupted
 from farol_core.io import atomic_write_text, write_json
 from farol_core.model import load_model
 from farol_core.rundir import RunDir
-from mlx.utils import tree_flatten, tree_unflatten
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from mlx.utils import tree_flatten
 
 from farol_train import checkpoint as ckpt
 from farol_train import distributed
 from farol_train.data_order import DataOrder, answerable, fingerprint
 from farol_train.guards import MemoryGuard, StopRequest, check_finite
 from farol_train.lora import apply_lora, count_parameters
-from farol_train.metrics import MetricsLog, StepLog, Window
+from farol_train.metrics import MetricsLog, StepLog, TrainResult, Window, progress_bar
 from farol_train.packing import packed_loss
-from farol_train.run_config import check_compatible, resolve
+from farol_train.run_config import check_compatible, check_same_data, resolve, schedule_warnings
 from farol_train.step import learning_rate_schedule, make_step
 
 # Why a rank stops, in the order that wins when ranks disagree (see Trainer._agree).
 REASONS = (None, "early_stop", "interrupted", "memory")
-
-
-@dataclass
-class TrainResult:
-    """Where the run went, how its loss moved, and why it stopped."""
-
-    run_dir: Path
-    steps: int
-    first_loss: float
-    last_loss: float
-    val_loss: float | None
-    trainable_parameters: int
-    stopped: str = "done"  # done | interrupted | early_stop
-    resumed_from: int = 0
-
-    def loss_line(self) -> str:
-        """"loss 2.310 -> 1.204, val loss 1.350", or what is missing before the first report."""
-        if np.isnan(self.first_loss):  # stopped before steps_per_report steps
-            return "no loss reported yet"
-        val = f"{self.val_loss:.3f}" if self.val_loss is not None else "not measured"
-        return f"loss {self.first_loss:.3f} -> {self.last_loss:.3f}, val loss {val}"
-
 
 
 def train(config=None, log=print, fresh: bool = False, **overrides) -> TrainResult:
@@ -154,15 +130,8 @@ class Trainer:
             distributed.check_batch(tcfg["batch_size"], self.group.size())
         if tcfg["epochs"]:
             tcfg["iters"] = tcfg["epochs"] * self.order.steps_per_epoch
-        if tcfg["warmup_steps"] >= tcfg["iters"]:  # the schedule would only ever climb
-            self.log(f"warning: warmup_steps {tcfg['warmup_steps']} is not shorter than the run "
-                     f"({tcfg['iters']} steps): the learning rate never reaches "
-                     f"training.learning_rate {tcfg['learning_rate']:g} and never decays")
-        left = tcfg["iters"] % tcfg["grad_accumulation_steps"]
-        if left:  # their gradient waits for an update that never comes
-            self.log(f"warning: iters {tcfg['iters']} is not a multiple of "
-                     f"grad_accumulation_steps {tcfg['grad_accumulation_steps']}: the last "
-                     f"{left} step(s) train nothing")
+        for warning in schedule_warnings(tcfg):
+            self.log(warning)
         self.optimizer = optim.AdamW(learning_rate=learning_rate_schedule(tcfg))
         self.evaluate = partial(evaluate_loss, self.model, self.valid_set, tcfg["batch_size"],
                                 tcfg["max_seq_length"], tcfg["val_batches"])
@@ -189,7 +158,8 @@ class Trainer:
             self._start_over(fresh)
         state = found.state if found is not None else None
         if self.group is not None:
-            state = self._share_checkpoint(state)
+            state = distributed.share_checkpoint(state, self.model, self.optimizer, self.pending,
+                                                 self.group)
         if state is not None:
             self._restore_state(state)
             self.log(f"resuming {self.cfg['name']} from "
@@ -206,21 +176,6 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = MetricsLog(self.rundir.metrics, self.rundir.metrics_csv)
         self.steps_log = StepLog(self.rundir.steps)
-
-    def _share_checkpoint(self, state: dict | None) -> dict | None:
-        """Rank 0's checkpoint (state, adapter, optimizer, pending gradient) on every rank, so
-        the other hosts need no copy of the run folder."""
-        group = self.group
-        state = distributed.share_json(state, group)
-        if state is None:
-            return None
-        self.model.load_weights(distributed.share_tree(self.model.trainable_parameters(),
-                                                       group), strict=False)
-        self.optimizer.state = tree_unflatten(distributed.share_tree(self.optimizer.state, group))
-        if distributed.share_json(self.pending["grad"] is not None, group):
-            shared = distributed.share_tree(self.pending["grad"], group)
-            self.pending["grad"] = ckpt.like_trainable(self.model, dict(shared))
-        return state
 
     def _start_over(self, fresh: bool) -> None:
         """Clear what an earlier attempt left, saying what goes. Without --fresh, checkpoints
@@ -239,14 +194,7 @@ class Trainer:
                  f"run {self.cfg['name']}; starting over")
 
     def _restore_state(self, state: dict) -> None:
-        saved = state.get("data_fingerprint", {})  # absent from checkpoints of older versions
-        changed = [s for s in saved if saved[s] != self.data_prints[s]]
-        if changed or state["data"]["batches"] != self.order.steps_per_epoch:
-            raise FarolError(f"the {' and '.join(changed) or 'train'} data changed since "
-                             f"checkpoint step-{state['step']:07d} was saved (the .jsonl "
-                             "content or the model's tokenizer); nothing was changed",
-                             hint="pass --fresh to start the run over on the new data, or "
-                                  "put the old data back to resume")
+        check_same_data(state, self.data_prints, self.order.steps_per_epoch)
         self.order.restore(state["data"])
         self.step, self.val_loss = state["step"], state["val_loss"]
         self.best, self.trained = state["best"], state["trained_tokens"]
@@ -298,7 +246,7 @@ class Trainer:
         self._status("training")
         self.ended = "failed"  # what status.json says if an error ends the loop
         try:
-            with self.stop as stop, _progress(disable=not self.main) as bar:
+            with self.stop as stop, progress_bar(disable=not self.main) as bar:
                 task = bar.add_task("training", total=iters, completed=self.step, loss=np.nan)
                 while self.step < iters and stopped == "done":
                     loss = self._one_step()
@@ -320,8 +268,7 @@ class Trainer:
         and host let it tell a live run from one whose process was killed."""
         if self.main:
             write_json(self.rundir.status, {"state": state, "step": self.step,
-                                                    "pid": os.getpid(),
-                                                    "host": socket.gethostname()})
+                                            "pid": os.getpid(), "host": socket.gethostname()})
 
     def _one_step(self) -> float:
         self.step += 1
@@ -398,11 +345,3 @@ class Trainer:
         losses = [r["train_loss"] for r in self.metrics.rows] or [np.nan]
         return TrainResult(self.run_dir, self.step, losses[0], losses[-1], self.val_loss,
                            self.trainable, stopped, self.resumed_from)
-
-
-
-def _progress(disable: bool = False) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(),
-                    TextColumn("{task.completed}/{task.total}"),
-                    TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
-                    disable=disable)

@@ -9,10 +9,13 @@ import csv
 import io
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
+import numpy as np
 from farol_core.io import atomic_write_text, read_log
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 COLUMNS = ["step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second",
            "iterations_per_second", "trained_tokens", "peak_memory_gb", "wall_time_s"]
@@ -114,3 +117,31 @@ class Window:
         self.loss_sum, self.tokens, self.steps, self.seconds = 0, 0, 0, 0.0
         return row
 
+
+@dataclass
+class TrainResult:
+    """Where the run went, how its loss moved, and why it stopped."""
+
+    run_dir: Path
+    steps: int
+    first_loss: float
+    last_loss: float
+    val_loss: float | None
+    trainable_parameters: int
+    stopped: str = "done"  # done | interrupted | early_stop
+    resumed_from: int = 0
+
+    def loss_line(self) -> str:
+        """"loss 2.310 -> 1.204, val loss 1.350", or what is missing before the first report."""
+        if np.isnan(self.first_loss):  # stopped before steps_per_report steps
+            return "no loss reported yet"
+        val = f"{self.val_loss:.3f}" if self.val_loss is not None else "not measured"
+        return f"loss {self.first_loss:.3f} -> {self.last_loss:.3f}, val loss {val}"
+
+
+def progress_bar(disable: bool = False) -> Progress:
+    """The terminal bar: step, total, loss and time left."""
+    return Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"),
+                    TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
+                    disable=disable)

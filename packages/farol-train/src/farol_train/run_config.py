@@ -109,3 +109,30 @@ def check_compatible(cfg: dict, saved_path: Path, log) -> None:
         log(f"note: training.iters is {cfg['training']['iters']}, the checkpoints' run had "
             f"{saved['training']['iters']}: the learning rate from here follows the "
             f"schedule over {cfg['training']['iters']} steps")
+
+
+def schedule_warnings(tcfg: dict) -> list[str]:
+    """What in the `training` section makes the schedule or the last steps do nothing."""
+    out = []
+    if tcfg["warmup_steps"] >= tcfg["iters"]:  # the schedule would only ever climb
+        out.append(f"warning: warmup_steps {tcfg['warmup_steps']} is not shorter than the run "
+                   f"({tcfg['iters']} steps): the learning rate never reaches "
+                   f"training.learning_rate {tcfg['learning_rate']:g} and never decays")
+    left = tcfg["iters"] % tcfg["grad_accumulation_steps"]
+    if left:  # their gradient waits for an update that never comes
+        out.append(f"warning: iters {tcfg['iters']} is not a multiple of "
+                   f"grad_accumulation_steps {tcfg['grad_accumulation_steps']}: the last "
+                   f"{left} step(s) train nothing")
+    return out
+
+
+def check_same_data(state: dict, prints: dict, steps_per_epoch: int) -> None:
+    """Refuse to resume checkpoint `state` on data that changed since it was saved."""
+    saved = state.get("data_fingerprint", {})  # absent from checkpoints of older versions
+    changed = [s for s in saved if saved[s] != prints[s]]
+    if changed or state["data"]["batches"] != steps_per_epoch:
+        raise FarolError(f"the {' and '.join(changed) or 'train'} data changed since "
+                         f"checkpoint step-{state['step']:07d} was saved (the .jsonl "
+                         "content or the model's tokenizer); nothing was changed",
+                         hint="pass --fresh to start the run over on the new data, or "
+                              "put the old data back to resume")
