@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from farol_core.config import ConfigError
-from farol_core.dataset import collate, iterate_batches, load_split, masked_loss
+from farol_core.dataset import collate, load_split, masked_loss
 from farol_core.errors import FarolError
 from farol_core.model import load_model
 from farol_train import quantize, train
 from farol_train.cli import main
-from farol_train.data_order import answerable, trained_tokens
+from farol_train.data_order import DataOrder, answerable, trained_tokens
 from farol_train.lora import apply_lora
 from farol_train.run_config import resolve
 from farol_train.step import make_step
@@ -145,8 +145,8 @@ def test_max_grad_norm_clips_each_update(tiny_4bit, processed):
         model, tokenizer = load_model(tiny_4bit)
         apply_lora(model, {"num_layers": 2, "rank": 4, "scale": 10.0, "dropout": 0.0})
         before = dict(tree_flatten(model.trainable_parameters()))
-        batch = next(iterate_batches(load_split(processed / "train.jsonl", tokenizer), 4, 64,
-                                     np.random.default_rng(0)))
+        batch = DataOrder(load_split(processed / "train.jsonl", tokenizer), 4, 64,
+                          np.random.default_rng(0)).next()
         make_step(model, optim.SGD(learning_rate=1.0), 1, False, {"grad": None},
                   max_grad_norm=max_norm)(batch, True)
         after = dict(tree_flatten(model.trainable_parameters()))
