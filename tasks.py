@@ -43,14 +43,18 @@ def tiny_model(c, out=str(TINY), force=False):
             "out": "Output folder (default: models/tiny-mistral-4bit).",
             "bits": "Bits per weight: 2, 3, 4, 5, 6 or 8 (default: 4).",
             "group_size": "Quantization group size: 32, 64 or 128 (default: 64).",
-            "force": "Replace an existing output."})
+            "force": "Replace an existing output.",
+            "template": "Chat template written beside it: mistral (default) or model (the "
+                        "model's own); match the run config's `template`."})
 @exit_on_error
-def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits="4", group_size="64", force=False):
+def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits="4", group_size="64", force=False,
+             template=None):
     """Quantize a model to MLX format with mlx-lm's convert (4-bit, group size 64)."""
     from farol_train import quantize as run_quantize
 
     # Numbers arrive as text (see _int): Invoke's own int parsing dies with a traceback.
-    path = run_quantize(model, out, _int(bits, "bits"), _int(group_size, "group-size"), force)
+    path = run_quantize(model, out, _int(bits, "bits"), _int(group_size, "group-size"), force,
+                        template)
     print(f"quantized model: {path}")
 
 

@@ -48,7 +48,7 @@ def evaluate(run_dir: str | Path | None = None, model: str | None = None,
     ecfg, tcfg, model = cfg["eval"], cfg["training"], model or cfg["model"]
     adapter = None if base_only else (adapter or run_dir)
     data = Path(data or cfg["data"])
-    lm, tokenizer = load_model(model)
+    lm, tokenizer = load_model(model, template_choice=cfg["template"])
     splits = _splits(data, tokenizer, tcfg["mask_prompt"])
     records = held_out_records(data, ecfg["questions"])
     variants = {"base": None} | ({"tuned": check_adapter_dir(adapter)} if adapter else {})

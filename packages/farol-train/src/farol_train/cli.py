@@ -9,6 +9,7 @@ import yaml
 from farol_core.device import backend
 from farol_core.errors import FarolError, exit_on_error
 from farol_core.io import atomic_write_text
+from farol_core.template import CHOICES
 
 from farol_train import calibrate, distributed, launch
 from farol_train.distributed import WORLD_ENV
@@ -34,10 +35,14 @@ def main():
 @click.option("--group-size", type=click.Choice([str(g) for g in GROUP_SIZES]), default="64",
               show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--template", type=click.Choice(CHOICES), default=None,
+              help="Chat template written beside the model, as a run's `template`: mistral "
+                   "(Farol's, the default) or model (the model's own).")
 @exit_on_error
-def quantize_cmd(model, out, bits, group_size, force):
+def quantize_cmd(model, out, bits, group_size, force, template):
     """Write a quantized MLX copy of MODEL to OUT."""
-    path = quantize(model, out, bits=int(bits), group_size=int(group_size), force=force)
+    path = quantize(model, out, bits=int(bits), group_size=int(group_size), force=force,
+                    template=template)
     click.echo(f"quantized model: {path}")
 
 

@@ -117,7 +117,7 @@ class Trainer:
 
     def _load(self, cfg: dict) -> None:
         tcfg = self.tcfg
-        self.model, tokenizer = load_model(cfg["model"])
+        self.model, tokenizer = load_model(cfg["model"], template_choice=cfg["template"])
         self.train_set, self.valid_set = (self._split(tokenizer, s) for s in ("train", "valid"))
         # What a checkpoint was trained on, so a resume notices data changed at the same path.
         self.data_prints = {"train": fingerprint(self.train_set),

@@ -7,7 +7,7 @@ from farol_core.config import ConfigError, load_config, merge
 from farol_core.errors import FarolError
 
 # Settings that must match for a checkpoint to be resumed (the rest may change between runs).
-RESUME_KEYS = {"model": None, "data": None, "seed": None, "lora": None,
+RESUME_KEYS = {"model": None, "data": None, "seed": None, "lora": None, "template": None,
                "training": ["batch_size", "max_seq_length", "mask_prompt", "pack",
                             "grad_accumulation_steps", "learning_rate", "warmup_steps"]}
 # Names that configs carried over from PEFT or Hugging Face's Trainer use, and Farol's key.
