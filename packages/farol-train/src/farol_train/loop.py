@@ -15,6 +15,7 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
+from farol_core.config import typed
 from farol_core.dataset import evaluate_loss, load_split, masked_loss
 from farol_core.errors import FarolError, Interrupted
 from farol_core.io import atomic_write_text, write_json
@@ -92,7 +93,7 @@ class Trainer:
     """One run: the model, data order, optimizer and counters that a checkpoint saves."""
 
     def __init__(self, cfg: dict, log, fresh: bool, group=None):
-        self.cfg, self.log, self.tcfg = cfg, log, cfg["training"]
+        self.cfg, self.log, self.tcfg = cfg, log, typed("train", cfg).training
         self.rundir = RunDir.of(cfg["runs_dir"], cfg["name"])
         self.run_dir = self.rundir.path
         self.group, self.stop, self.watchdog = group, StopRequest(), None
@@ -106,10 +107,10 @@ class Trainer:
         self.best = {"val_loss": None, "step": None, "evals_without_improvement": 0}
         self.window = Window()
         self.resumed_from = self._resume_or_start(fresh)
-        self.step_fn = make_step(self.model, self.optimizer, self.tcfg["grad_accumulation_steps"],
-                                 self.tcfg["grad_checkpoint"], self.pending,
-                                 packed_loss if self.tcfg["pack"] else masked_loss, group,
-                                 self.tcfg["max_grad_norm"])
+        self.step_fn = make_step(self.model, self.optimizer, self.tcfg.grad_accumulation_steps,
+                                 self.tcfg.grad_checkpoint, self.pending,
+                                 packed_loss if self.tcfg.pack else masked_loss, group,
+                                 self.tcfg.max_grad_norm)
 
     def _beat(self) -> None:
         if self.watchdog is not None:
@@ -124,28 +125,29 @@ class Trainer:
                             "valid": fingerprint(self.valid_set)}
         mx.random.seed(cfg["seed"])  # the LoRA initialisation depends on the seed alone
         self.adapter_config = apply_lora(self.model, cfg["lora"])
-        self.order = DataOrder(self.train_set, tcfg["batch_size"], tcfg["max_seq_length"],
-                               np.random.default_rng(cfg["seed"]), packed=tcfg["pack"])
+        self.order = DataOrder(self.train_set, tcfg.batch_size, tcfg.max_seq_length,
+                               np.random.default_rng(cfg["seed"]), packed=tcfg.pack)
         if self.group is not None:
-            distributed.check_batch(tcfg["batch_size"], self.group.size())
-        if tcfg["epochs"]:
-            tcfg["iters"] = tcfg["epochs"] * self.order.steps_per_epoch
-        for warning in schedule_warnings(tcfg):
+            distributed.check_batch(tcfg.batch_size, self.group.size())
+        if tcfg.epochs:  # config.json records the steps the epochs come to
+            cfg["training"]["iters"] = tcfg.epochs * self.order.steps_per_epoch
+            self.tcfg = tcfg = typed("train", cfg).training
+        for warning in schedule_warnings(cfg["training"]):
             self.log(warning)
-        self.optimizer = optim.AdamW(learning_rate=learning_rate_schedule(tcfg))
-        self.evaluate = partial(evaluate_loss, self.model, self.valid_set, tcfg["batch_size"],
-                                tcfg["max_seq_length"], tcfg["val_batches"])
+        self.optimizer = optim.AdamW(learning_rate=learning_rate_schedule(cfg["training"]))
+        self.evaluate = partial(evaluate_loss, self.model, self.valid_set, tcfg.batch_size,
+                                tcfg.max_seq_length, tcfg.val_batches)
         trainable, total = count_parameters(self.model)
         self.trainable = trainable
         self.log(f"{len(self.train_set)} train / {len(self.valid_set)} valid examples; "
                  f"{trainable:,} trainable parameters ({100 * trainable / total:.2f}% of "
-                 f"{total:,}); {tcfg['iters']} steps, {self.order.steps_per_epoch} per epoch")
+                 f"{total:,}); {tcfg.iters} steps, {self.order.steps_per_epoch} per epoch")
 
     def _split(self, tokenizer, split: str) -> list:
         tcfg = self.tcfg
         examples = load_split(Path(self.cfg["data"]) / f"{split}.jsonl", tokenizer,
-                              tcfg["mask_prompt"])
-        return answerable(examples, tcfg["max_seq_length"], split, self.log)
+                              tcfg.mask_prompt)
+        return answerable(examples, tcfg.max_seq_length, split, self.log)
 
     def _resume_or_start(self, fresh: bool) -> int:
         self._open_logs()
@@ -206,7 +208,7 @@ class Trainer:
     def state(self) -> dict:
         """Everything besides the arrays that resuming needs, as JSON."""
         return {
-            "format": 1, "step": self.step, "iters": self.tcfg["iters"],
+            "format": 1, "step": self.step, "iters": self.tcfg.iters,
             "epoch": self.step / self.order.steps_per_epoch, "data": self.order.state(),
             "data_fingerprint": self.data_prints,
             "learning_rate": self.optimizer.learning_rate.item(),
@@ -227,13 +229,13 @@ class Trainer:
             return ckpt.checkpoint_dir(self.run_dir, self.step).name
         folder = ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer,
                                       self.adapter_config, self.state(), self.pending["grad"])
-        ckpt.prune(self.run_dir, self.tcfg["keep_checkpoints"], self.best["step"])
+        ckpt.prune(self.run_dir, self.tcfg.keep_checkpoints, self.best["step"])
         return folder.name
 
     def run(self) -> TrainResult:
-        iters, stopped = self.tcfg["iters"], "done"
+        iters, stopped = self.tcfg.iters, "done"
         if self.step >= iters:
-            more = "training.epochs" if self.tcfg["epochs"] else "--iters"  # epochs sets iters
+            more = "training.epochs" if self.tcfg.epochs else "--iters"  # epochs sets iters
             self.log(f"run {self.cfg['name']} is already complete at step {self.step} "
                      f"(use --fresh to train it again, or raise {more} to continue)")
             return self._result(stopped)
@@ -241,7 +243,7 @@ class Trainer:
             self.log(f"run {self.cfg['name']} stopped early at step {self.step} (use --fresh "
                      "to train it again, or raise training.patience to continue)")
             return self._result("early_stop")
-        guard = MemoryGuard(self.tcfg["memory_fraction"])
+        guard = MemoryGuard(self.tcfg.memory_fraction)
         self.model.train()
         self._status("training")
         self.ended = "failed"  # what status.json says if an error ends the loop
@@ -277,7 +279,7 @@ class Trainer:
         if self.group is not None:
             batch = distributed.shard(batch, self.rank, self.group.size())
         tic = time.perf_counter()  # step time, as mlx-lm's trainer counts it: batch excluded
-        update = self.step % self.tcfg["grad_accumulation_steps"] == 0
+        update = self.step % self.tcfg.grad_accumulation_steps == 0
         loss, ntoks = self.step_fn(batch, update)
         self.window.add(loss, ntoks, time.perf_counter() - tic)
         check_finite(loss, self.step, ckpt.latest_step_name(self.run_dir))
@@ -287,9 +289,9 @@ class Trainer:
 
     def _after_step(self, stop: StopRequest, guard: MemoryGuard) -> str:
         """Evaluate, report, save and check the guards; returns why to stop, or "done"."""
-        last = self.step == self.tcfg["iters"]
+        last = self.step == self.tcfg.iters
         improved = self._maybe_validate(last)
-        if self.step % self.tcfg["steps_per_report"] == 0 or last:
+        if self.step % self.tcfg.steps_per_report == 0 or last:
             row = self.window.report(self.step, self.order.steps_per_epoch, self.optimizer,
                                      self.val_loss)
             self.trained = row["trained_tokens"]
@@ -299,7 +301,7 @@ class Trainer:
                   else "early_stop" if self._patience_out() else None)
         if self.group is not None:
             reason = self._agree(reason)
-        if reason or improved or last or self.step % self.tcfg["save_every"] == 0:
+        if reason or improved or last or self.step % self.tcfg.save_every == 0:
             saved = self.save()
         if reason == "memory":
             self.ended = "memory"
@@ -310,7 +312,7 @@ class Trainer:
                      "farol-train run command); add --fresh to start over.")
         if reason == "early_stop":
             self.log(f"early stop at step {self.step}: no better validation loss in "
-                     f"{self.tcfg['patience']} evaluations (best {self.best['val_loss']:.4f} at "
+                     f"{self.tcfg.patience} evaluations (best {self.best['val_loss']:.4f} at "
                      f"step {self.best['step']}, in {self.rundir.best_dir})")
         return reason or "done"
 
@@ -323,11 +325,11 @@ class Trainer:
         return "interrupted" if top == "memory" else top
 
     def _patience_out(self) -> bool:
-        patience = self.tcfg["patience"]
+        patience = self.tcfg.patience
         return bool(patience) and self.best["evals_without_improvement"] >= patience
 
     def _maybe_validate(self, last: bool) -> bool:
-        if self.step % self.tcfg["steps_per_eval"] and not last:
+        if self.step % self.tcfg.steps_per_eval and not last:
             return False
         self.model.eval()
         self.val_loss, _ = self.evaluate()
