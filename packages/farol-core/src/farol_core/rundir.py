@@ -125,10 +125,7 @@ class RunDir:
 
     def best(self) -> dict | None:
         """best.json of the best adapter ({"step", "val_loss"}), or None before one exists."""
-        try:
-            return json.loads(self.best_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        return _read_json(self.best_file)
 
     def previous_outputs(self) -> list[str]:
         """What `clear` would delete, in words."""
@@ -161,22 +158,19 @@ class RunDir:
 
     def read_status(self) -> dict | None:
         """status.json as the trainer last wrote it, or None (none yet, or unreadable)."""
-        try:
-            return json.loads(self.status.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        return _read_json(self.status)
 
     def read_config(self) -> dict | None:
         """config.json as training saved it (not re-validated), or None."""
-        try:
-            return json.loads(self.config.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        return _read_json(self.config)
 
 
-def step_of(folder: Path) -> int:
-    """The step a checkpoint folder holds, from its name."""
-    return int(STEP_DIR.match(Path(folder).name).group(1))
+def _read_json(path: Path):
+    """A JSON file's content, or None when it is missing or unreadable (cut short by a crash)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def fingerprint(path: Path) -> dict:
