@@ -184,8 +184,8 @@ def test_a_corrupt_checkpoint_is_left_out_of_the_curve_with_a_warning(trained_ru
     logs = []
     found = curve(model, tmp_path, valid, valid, 4, 256, logs.append)
     assert [p["step"] for p in found["points"]] == [15] and found["best"]["step"] == 15
-    assert logs[-1] == ("warning: skipping checkpoint step-0000030: adapters.safetensors does "
-                        "not match its checksum")
+    assert ("warning: skipping checkpoint step-0000030: adapters.safetensors does not match "
+            "its checksum") in logs
 
 
 def test_the_curve_refuses_a_checkpoint_that_training_would_refuse(trained_run, tiny_4bit,
