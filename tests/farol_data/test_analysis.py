@@ -27,7 +27,7 @@ def test_the_cap_and_the_unset_limit_are_trainings_own_max_seq_length(tiny_model
     from farol_core.config import load_config
     from farol_data import analysis
 
-    assert analysis.SEQ_CAP == load_config("train")["training"]["max_seq_length"]
+    assert load_config("train")["training"]["max_seq_length"] == analysis.SEQ_CAP
     monkeypatch.setattr(analysis, "SEQ_CAP", 128)
     out = prepare([SAMPLE_QA], tmp_path / "out", biographies=SAMPLE_BIOS, tokenizer=tiny_model)
     assert out.report["tokens"]["limit"] == 128

@@ -38,7 +38,7 @@ METRICS_CSV = "metrics.csv"
 STEPS_FILE = "steps.jsonl"
 EVAL_DIR = "eval"
 REPORT_FILE = "report.json"
-STEP_DIR = re.compile(r"^step-(\d{7})$")
+STEP_DIR = re.compile(r"^step-(\d{7,})$")  # %07d: seven digits, more past step 9,999,999
 
 
 @dataclass
