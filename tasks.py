@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from farol_core.errors import FarolError, exit_on_error
+from farol_core.rundir import RunDir
 from invoke import Task, task
 
 ROOT = Path(__file__).resolve().parent
@@ -42,14 +43,18 @@ def tiny_model(c, out=str(TINY), force=False):
             "out": "Output folder (default: models/tiny-mistral-4bit).",
             "bits": "Bits per weight: 2, 3, 4, 5, 6 or 8 (default: 4).",
             "group_size": "Quantization group size: 32, 64 or 128 (default: 64).",
-            "force": "Replace an existing output."})
+            "force": "Replace an existing output.",
+            "template": "Chat template written beside it: mistral (default) or model (the "
+                        "model's own); match the run config's `template`."})
 @exit_on_error
-def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits="4", group_size="64", force=False):
+def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits="4", group_size="64", force=False,
+             template=None):
     """Quantize a model to MLX format with mlx-lm's convert (4-bit, group size 64)."""
     from farol_train import quantize as run_quantize
 
     # Numbers arrive as text (see _int): Invoke's own int parsing dies with a traceback.
-    path = run_quantize(model, out, _int(bits, "bits"), _int(group_size, "group-size"), force)
+    path = run_quantize(model, out, _int(bits, "bits"), _int(group_size, "group-size"), force,
+                        template)
     print(f"quantized model: {path}")
 
 
@@ -106,7 +111,7 @@ def train(c, config=None, model=None, data=None, run=None, iters=None, seed=None
 
     # `invoke train --run NAME` (what an interrupted run says to type) resumes NAME with the
     # config it was started with; demo.yaml would hand it another model and settings.
-    saved = RUNS / run / "config.json" if run else None
+    saved = RunDir.of(RUNS, run).config if run else None
     config = config or (str(saved) if saved and saved.is_file() else str(DEMO_CONFIG))
     iters, seed = _int(iters, "iters", 1), _int(seed, "seed", 0)
     if hosts or hostfile or np:
@@ -137,7 +142,7 @@ def evaluate(c, run="demo", samples=None, max_tokens=None, questions=None, base_
                           max_tokens=_int(max_tokens, "max-tokens", 1),
                           questions=_int(questions, "questions", -1), base_only=base_only)
     print("\n".join(summary_lines(report)))
-    print(f"eval report: {RUNS / run / 'eval'}/report.{{json,csv,md}}")
+    print(f"eval report: {RunDir.of(RUNS, run).eval_dir}/report.{{json,csv,md}}")
 
 
 @task(help={"question": "The question.",
@@ -151,7 +156,7 @@ def ask(c, question, model=None, adapter=None, max_tokens=None):
     """Answer one question through farol-ask and print its JSON, as the bot sees it."""
     from farol_core.model import recorded_base
 
-    if model is None and adapter is None and (RUNS / "demo" / "adapters.safetensors").exists():
+    if model is None and adapter is None and RunDir.of(RUNS, "demo").adapter.exists():
         adapter = str(RUNS / "demo")  # the demo adapter belongs to the tiny model only
     model = model or (recorded_base(adapter) if adapter else None) or str(TINY_4BIT)
     cmd = [str(BIN / "farol-ask"), question, "--model", model]
@@ -180,8 +185,8 @@ def demo(c):
     print("\nartifacts:")
     for label, path in (("base model", TINY), ("4-bit model", TINY_4BIT), ("data", PROCESSED),
                         ("run (config, metrics, adapter)", RUNS / "demo"),
-                        ("eval report", RUNS / "demo" / "eval" / "report.md"),
-                        ("charts", RUNS / "demo" / "eval" / "plots")):
+                        ("eval report", RunDir.of(RUNS, "demo").report.with_suffix(".md")),
+                        ("charts", RunDir.of(RUNS, "demo").plots)):
         print(f"  {label:32} {path}")
 
 
@@ -254,8 +259,8 @@ def _run_dir(run: str) -> Path:
 @exit_on_error
 def preflight(c, config=str(DEMO_CONFIG), model=None, data=None):
     """Check versions, device, memory, disk, data and model before training (exit 1 on a fail)."""
-    from farol_train.loop import resolve
     from farol_train.preflight import report
+    from farol_train.run_config import resolve
 
     # runs_dir as `invoke train` uses it, so the disk check looks where checkpoints will go.
     cfg = resolve(config, runs_dir=str(RUNS), **_run_paths(config, model, data))
@@ -358,7 +363,7 @@ def _number(value, option: str, kind):
 
 
 def _run_names() -> str:
-    names = sorted(p.parent.name for p in RUNS.glob("*/config.json"))
+    names = sorted(p.name for p in RUNS.glob("*") if RunDir(p).config.is_file())
     return ", ".join(names) or "none yet"
 
 

@@ -55,3 +55,31 @@ def test_workspace_installs_every_package_and_script():
         assert not missing, f"{package} needs {missing}, which the workspace does not install"
         scripts |= project.get("scripts", {})
     assert scripts == root["scripts"]
+
+
+def _farol_imports(file: Path, modules: set[str]) -> set[str]:
+    """The farol modules `file` imports, at its top or inside a function (`from farol_x import
+    y` counts as farol_x.y when y is a module, else as farol_x's __init__)."""
+    found = set()
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            subs = {f"{node.module}.{a.name}" for a in node.names} & modules
+            found |= subs if len(subs) == len(node.names) else {node.module}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return found & modules
+
+
+def test_modules_import_in_layers_with_no_cycle():
+    # A cycle works until the day an import order changes; farol-core imports no other package.
+    files = {f"{f.parent.name}.{f.stem}".removesuffix(".__init__"): f
+             for f in ROOT.glob("packages/*/src/*/*.py")}
+    graph = {name: _farol_imports(f, set(files)) - {name} for name, f in files.items()}
+    done: list[str] = []
+    while len(done) < len(graph):  # peel off the modules whose imports are all done
+        ready = [m for m in graph if m not in done and graph[m] <= set(done)]
+        assert ready, f"import cycle among {sorted(set(graph) - set(done))}"
+        done += ready
+    core = {d.split(".")[0] for m, deps in graph.items() if m.startswith("farol_core")
+            for d in deps}
+    assert core <= {"farol_core"}

@@ -71,3 +71,21 @@ def test_exponent_numbers_read_as_numbers_in_yaml_and_in_a_saved_config_json(tmp
     assert load_config("train", tmp_path / "config.json")["training"]["learning_rate"] == 1e-5
     (tmp_path / "run.yaml").write_text("training:\n  learning_rate: 5e-5\n", encoding="utf-8")
     assert load_config("train", tmp_path / "run.yaml")["training"]["learning_rate"] == 5e-5
+
+
+def test_typed_view_reads_the_validated_config_and_cannot_change_it():
+    import dataclasses
+
+    from farol_core.config import load_config, typed
+
+    cfg = load_config("train", {"lora": {"keys": ["self_attn.q_proj"]},
+                                "training": {"batch_size": 2}})
+    view = typed("train", cfg)
+    assert (view.training.batch_size, view.training.max_seq_length) == (2, 2048)
+    assert view.lora.keys == ("self_attn.q_proj",) and view.template == "mistral"
+    # every key of every section, with the schema's defaults filled in
+    assert dataclasses.asdict(view.training) == cfg["training"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        view.training.iters = 5
+    with pytest.raises(AttributeError):
+        view.training.batch_sise  # noqa: B018 (a misspelt key fails where it is read)

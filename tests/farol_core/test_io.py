@@ -3,21 +3,28 @@
 import pytest
 
 
-def test_atomic_write_lines_streams_and_leaves_no_temp_file(tmp_path):
-    from farol_core.io import atomic_write_lines
+def test_atomic_file_leaves_the_old_file_and_no_temp_file_on_failure(tmp_path):
+    from farol_core.io import atomic_file
 
     path = tmp_path / "out" / "x.jsonl"
-    assert atomic_write_lines(path, (f"{i}\n" for i in range(3))) == 3
+    with atomic_file(path) as f:
+        f.write("0\n1\n2\n")
     assert path.read_text() == "0\n1\n2\n"
-
-    def broken():
-        yield "new\n"
+    with pytest.raises(RuntimeError), atomic_file(path) as f:
+        f.write("new\n")
         raise RuntimeError("disk gone")
-
-    with pytest.raises(RuntimeError):
-        atomic_write_lines(path, broken())
     assert path.read_text() == "0\n1\n2\n"
     assert [p.name for p in path.parent.iterdir()] == ["x.jsonl"]
+
+
+def test_sha256_file_matches_hashlib_over_chunk_boundaries(tmp_path):
+    import hashlib
+
+    from farol_core.io import sha256_file
+
+    data = bytes(range(256)) * 8193  # a little over two 1 MiB chunks
+    (tmp_path / "f").write_bytes(data)
+    assert sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
 
 
 def test_atomic_writes_get_the_usual_permissions(tmp_path):

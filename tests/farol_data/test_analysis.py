@@ -20,6 +20,20 @@ def test_recommendation_is_p95_rounded_up_to_128_capped_at_2048(p95, expected):
     assert recommend_max_seq_length(p95) == expected
 
 
+def test_the_cap_and_the_unset_limit_are_trainings_own_max_seq_length(tiny_model, tmp_path,
+                                                                      monkeypatch):
+    # Three copies of 2048 (data schema, train schema, SEQ_CAP) could drift apart; now the
+    # train schema's default is read, so a run's default and the recommendation agree.
+    from farol_core.config import load_config
+    from farol_data import analysis
+
+    assert load_config("train")["training"]["max_seq_length"] == analysis.SEQ_CAP
+    monkeypatch.setattr(analysis, "SEQ_CAP", 128)
+    out = prepare([SAMPLE_QA], tmp_path / "out", biographies=SAMPLE_BIOS, tokenizer=tiny_model)
+    assert out.report["tokens"]["limit"] == 128
+    assert out.report["tokens"]["recommended_max_seq_length"] <= 128
+
+
 def test_stats_are_numpys_linear_percentiles():
     assert stats(list(range(1, 101))) == {"min": 1, "max": 100, "mean": 50.5, "p50": 50.5,
                                           "p95": 95.0}

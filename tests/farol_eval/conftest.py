@@ -5,36 +5,36 @@ import shutil
 import mlx.optimizers as optim
 import numpy as np
 import pytest
-from farol_core.dataset import iterate_batches, load_split
+from farol_core.dataset import load_split
 from farol_core.model import load_model
+from farol_core.rundir import RunDir
 from farol_eval.evaluate import evaluate, run_config
-from farol_train.checkpoint import save_adapter
-from farol_train.loop import make_step
+from farol_train.checkpoint import save_checkpoint
+from farol_train.data_order import DataOrder
 from farol_train.lora import apply_lora
+from farol_train.step import make_step
 
 CHECKPOINT_STEPS = (0, 3)
 
 
-def save_checkpoints(run_dir, config, steps=CHECKPOINT_STEPS):
-    """Train a fresh adapter for max(steps) steps, saving it at each of `steps`, then add the
-    run's final adapter as the checkpoint of its last step."""
+def save_checkpoints(run_dir, config, trained_dir, steps=CHECKPOINT_STEPS):
+    """Train a fresh adapter for max(steps) steps, saving a checkpoint at each of `steps`, then
+    add the trained run's own checkpoint of its last step (its final adapter)."""
     model, tokenizer = load_model(config["model"])
     adapter_config = apply_lora(model, config["lora"])
     tcfg = config["training"]
     train = load_split(f"{config['data']}/train.jsonl", tokenizer)
-    step = make_step(model, optim.AdamW(learning_rate=tcfg["learning_rate"]), 1, False,
-                     {"grad": None})
-    batches = iterate_batches(train, tcfg["batch_size"], tcfg["max_seq_length"],
-                              np.random.default_rng(0))
+    optimizer = optim.AdamW(learning_rate=tcfg["learning_rate"])
+    step = make_step(model, optimizer, 1, False, {"grad": None})
+    order = DataOrder(train, tcfg["batch_size"], tcfg["max_seq_length"],
+                      np.random.default_rng(0))
     model.train()
     for it in range(max(steps) + 1):
         if it in steps:
-            save_adapter(model, run_dir / "checkpoints" / f"step-{it:07d}", adapter_config)
-        step(next(batches), True)
-    final = run_dir / "checkpoints" / f"step-{tcfg['iters']:07d}"
-    final.mkdir()
-    for name in ("adapters.safetensors", "adapter_config.json"):
-        shutil.copy(run_dir / name, final / name)
+            save_checkpoint(run_dir, model, optimizer, adapter_config, {"step": it})
+        step(order.next(), True)
+    last = RunDir(trained_dir).checkpoint(tcfg["iters"])
+    shutil.copytree(last, RunDir(run_dir).checkpoint(tcfg["iters"]))
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,7 @@ def run_with_checkpoints(trained_run, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ckrun") / "test"
     # The fixture controls which checkpoints exist, so the trainer's own are left behind.
     shutil.copytree(result.run_dir, run_dir, ignore=shutil.ignore_patterns("eval", "checkpoints"))
-    save_checkpoints(run_dir, run_config(run_dir))
+    save_checkpoints(run_dir, run_config(run_dir), result.run_dir)
     return run_dir, config
 
 

@@ -184,8 +184,30 @@ def test_a_corrupt_checkpoint_is_left_out_of_the_curve_with_a_warning(trained_ru
     logs = []
     found = curve(model, tmp_path, valid, valid, 4, 256, logs.append)
     assert [p["step"] for p in found["points"]] == [15] and found["best"]["step"] == 15
-    assert logs[-1].startswith("warning: skipping checkpoint step-0000030: Could not load the "
-                               "adapter")
+    assert ("warning: skipping checkpoint step-0000030: adapters.safetensors does not match "
+            "its checksum") in logs
+
+
+def test_the_curve_refuses_a_checkpoint_that_training_would_refuse(trained_run, tiny_4bit,
+                                                                   processed, tmp_path):
+    # Eval used to accept any folder holding an adapter that loads; one whose files are not
+    # those its manifest records (here, step 15's adapter put in step 30) is not step 30.
+    from farol_core.dataset import load_split
+    from farol_core.model import load_model
+    from farol_eval.checkpoints import curve
+    from farol_train.checkpoint import load_latest
+
+    result, _ = trained_run
+    shutil.copytree(result.run_dir / "checkpoints", tmp_path / "run" / "checkpoints")
+    folders = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    shutil.copy(folders[0] / "adapters.safetensors", folders[-1] / "adapters.safetensors")
+    model, tokenizer = load_model(tiny_4bit)
+    valid = load_split(processed / "valid.jsonl", tokenizer)[:4]
+    train_logs, eval_logs = [], []
+    assert load_latest(tmp_path / "run", warn=train_logs.append).path == folders[0]
+    found = curve(model, tmp_path / "run", valid, valid, 4, 256, eval_logs.append)
+    assert [p["step"] for p in found["points"]] == [15]
+    assert train_logs == [w for w in eval_logs if w.startswith("warning")]
 
 
 def _tiny_report(answers: dict, refs: list[str], categories: list[str]) -> dict:

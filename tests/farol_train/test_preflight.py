@@ -7,9 +7,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from farol_train.cli import main
-from farol_train.loop import resolve
 from farol_train.memory import estimate, read_shape
 from farol_train.preflight import check_memory_model, memory_budget, profiles, run_checks
+from farol_train.run_config import resolve
 
 
 def test_preflight_passes_on_a_ready_setup_and_fails_with_fixes(tiny_4bit, processed, tmp_path):

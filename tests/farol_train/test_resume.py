@@ -14,6 +14,7 @@ import types
 import mlx.core as mx
 import numpy as np
 import pytest
+from farol_core import rundir
 from farol_core.errors import FarolError
 from farol_core.io import read_log
 from farol_eval.monitor import ended
@@ -130,7 +131,7 @@ def test_checkpoints_keep_the_last_k_and_the_best(reference):
     assert best["val_loss"] == min(r["val_loss"] for r in read_log(ref.run_dir / "metrics.jsonl")
                                    if r["val_loss"] is not None)
     folder = ckpt.checkpoint_dir(ref.run_dir, 14)
-    assert ckpt.verify(folder) is None
+    assert rundir.verify(folder) is None
     state = json.loads((folder / ckpt.STATE_FILE).read_text())
     assert state["step"] == 14 and state["data"]["index"] == 14 and state["optimizer_step"] == 7
     assert (ref.run_dir / "metrics.csv").read_text().splitlines()[0].startswith("step,epoch,")
@@ -194,7 +195,7 @@ def test_a_full_disk_while_saving_the_best_adapter_is_a_clear_error(reference, t
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, old)
-    assert list((tmp_path / ckpt.BEST_DIR).iterdir()) == []
+    assert list((tmp_path / rundir.BEST_DIR).iterdir()) == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])

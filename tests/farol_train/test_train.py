@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from farol_core.config import ConfigError
-from farol_core.dataset import collate, iterate_batches, load_split, masked_loss
+from farol_core.dataset import collate, load_split, masked_loss
 from farol_core.errors import FarolError
 from farol_core.model import load_model
 from farol_train import quantize, train
 from farol_train.cli import main
-from farol_train.data_order import answerable, trained_tokens
-from farol_train.loop import convert_alpha, make_step, resolve
+from farol_train.data_order import DataOrder, answerable, trained_tokens
 from farol_train.lora import apply_lora
+from farol_train.run_config import resolve
+from farol_train.step import make_step
 from mlx.utils import tree_flatten
 from mlx_lm import load
 
@@ -144,8 +145,8 @@ def test_max_grad_norm_clips_each_update(tiny_4bit, processed):
         model, tokenizer = load_model(tiny_4bit)
         apply_lora(model, {"num_layers": 2, "rank": 4, "scale": 10.0, "dropout": 0.0})
         before = dict(tree_flatten(model.trainable_parameters()))
-        batch = next(iterate_batches(load_split(processed / "train.jsonl", tokenizer), 4, 64,
-                                     np.random.default_rng(0)))
+        batch = DataOrder(load_split(processed / "train.jsonl", tokenizer), 4, 64,
+                          np.random.default_rng(0)).next()
         make_step(model, optim.SGD(learning_rate=1.0), 1, False, {"grad": None},
                   max_grad_norm=max_norm)(batch, True)
         after = dict(tree_flatten(model.trainable_parameters()))
@@ -156,17 +157,29 @@ def test_max_grad_norm_clips_each_update(tiny_4bit, processed):
 
 
 def test_alpha_given_with_scale_wins_and_the_note_names_the_replaced_scale():
-    cfg = resolve({"lora": {"rank": 8, "alpha": 16, "scale": 10.0}})
-    note = convert_alpha(cfg)
+    notes = []
+    cfg = resolve({"lora": {"rank": 8, "alpha": 16, "scale": 10.0}}, log=notes.append)
     assert cfg["lora"]["scale"] == 2.0 and "alpha" not in cfg["lora"]
-    assert note.endswith("it replaces lora.scale 10")
-    assert convert_alpha(resolve({"lora": {"scale": 10.0}})) is None
+    assert len(notes) == 1 and notes[0].endswith("it replaces lora.scale 10")
+    resolve({"lora": {"scale": 10.0}}, log=notes.append)
+    assert len(notes) == 1
+
+
+def test_alpha_becomes_scale_before_validation_so_the_checked_config_is_the_saved_one():
+    # Before, resolve returned lora.alpha and train() popped it afterwards, unchecked.
+    from farol_core.config import load_schema, validate
+
+    cfg = resolve({"lora": {"rank": 8, "alpha": 16}})
+    assert "alpha" not in cfg["lora"] and cfg["lora"]["scale"] == 2.0
+    validate(load_schema("train"), cfg)
+    with pytest.raises(ConfigError, match="lora.alpha"):
+        resolve({"lora": {"rank": 8, "alpha": "sixteen"}})
 
 
 def test_the_learning_rate_schedule_counts_steps_under_gradient_accumulation():
     # The optimizer steps the schedule once per update, every 2 steps here: warmup_steps 4 must
     # end at the 2nd update and the cosine must reach a tenth of the peak at the 10th, the last.
-    from farol_train.loop import learning_rate_schedule
+    from farol_train.step import learning_rate_schedule
 
     schedule = learning_rate_schedule({"learning_rate": 1e-3, "warmup_steps": 4, "iters": 20,
                                        "grad_accumulation_steps": 2})

@@ -5,6 +5,8 @@ schema declares, then validates, and reports every problem at once.
 """
 
 import copy
+import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -31,6 +33,14 @@ def load_schema(name: str) -> dict:
     """The shipped JSON Schema `name` (e.g. "train")."""
     text = resources.files("farol_core.schemas").joinpath(f"{name}.schema.json").read_text()
     return json.loads(text)
+
+
+def schema_default(name: str, key: str):
+    """The default that schema `name` declares for the dotted `key` ("training.iters")."""
+    node = load_schema(name)
+    for part in key.split("."):
+        node = node["properties"][part]
+    return node["default"]
 
 
 class _Loader(yaml.SafeLoader):
@@ -65,10 +75,12 @@ def load_config(
     source: str | Path | dict | None = None,
     overrides: dict | None = None,
     check: Callable[[dict], list[str]] | None = None,
+    prepare: Callable[[dict], None] | None = None,
 ) -> dict:
     """Resolve a config: file or dict, then `overrides` (None values ignored), then defaults.
 
-    `check` returns the problems the schema can't express; they are listed with its own."""
+    `prepare` rewrites the filled-in dict before validation (so what is checked is what is
+    used); `check` returns the problems the schema can't express, listed with its own."""
     if isinstance(source, dict):
         data, label = copy.deepcopy(source), "<dict>"
     elif source is None:
@@ -78,8 +90,42 @@ def load_config(
     merge(data, overrides or {})
     schema = load_schema(schema_name)
     fill_defaults(schema, data)
+    if prepare is not None:
+        prepare(data)
     validate(schema, data, label, check(data) if check else ())
     return data
+
+
+def typed(schema_name: str, data: dict):
+    """A frozen view of a validated config: each object section of the schema becomes a frozen
+    dataclass built from its properties, so `cfg.training.batch_size` reads what
+    `cfg["training"]["batch_size"]` did, a misspelt key fails at once, and the view cannot
+    drift from the dict the run saved (rebuild it after changing the dict)."""
+    return _view(load_schema(schema_name), data, schema_name.title() + "Config")
+
+
+JSON_TYPES = {"integer": int, "number": float, "string": str, "boolean": bool, "array": tuple,
+              "null": type(None), "object": dict}
+
+
+def _view(schema: dict, data: dict, name: str):
+    props = schema.get("properties", {})
+    fields = [(key, _annotation(sub)) for key, sub in props.items()]
+    cls = dataclasses.make_dataclass(name, fields, frozen=True)
+    return cls(**{key: _value(sub, data.get(key), key) for key, sub in props.items()})
+
+
+def _annotation(sub: dict):
+    kinds = sub.get("type", "object" if "properties" in sub else None)
+    kinds = [kinds] if isinstance(kinds, str) else kinds or []
+    types = [JSON_TYPES[k] for k in kinds if k in JSON_TYPES]
+    return functools.reduce(lambda a, b: a | b, types) if types else Any
+
+
+def _value(sub: dict, value, key: str):
+    if "properties" in sub and isinstance(value, dict):
+        return _view(sub, value, key.title().replace("_", ""))
+    return tuple(value) if isinstance(value, list) else value
 
 
 def merge(base: dict, overrides: dict) -> dict:

@@ -1,6 +1,5 @@
 """Tokenized chat splits, length-sorted batching and the masked loss shared by train and eval."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlx.core as mx
@@ -91,20 +90,6 @@ def collate(examples: list[Example], max_seq_length: int) -> tuple[mx.array, mx.
         arr[row, :n] = tokens[:n]
     spans = [(min(off, n), n) for (_, off), n in zip(examples, lengths, strict=True)]
     return mx.array(arr), mx.array(spans)
-
-
-def iterate_batches(
-    examples: list[Example],
-    batch_size: int,
-    max_seq_length: int,
-    rng: np.random.Generator | None = None,
-    drop_last: bool = True,
-) -> Iterator[tuple[mx.array, mx.array]]:
-    """One pass over the split; shuffled batch order when `rng` is given."""
-    batches = batch_order(examples, batch_size, drop_last)
-    order = rng.permutation(len(batches)) if rng is not None else range(len(batches))
-    for b in order:
-        yield collate([examples[i] for i in batches[b]], max_seq_length)
 
 
 def masked_loss(model, tokens: mx.array, spans: mx.array) -> tuple[mx.array, mx.array]:

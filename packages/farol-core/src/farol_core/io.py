@@ -1,6 +1,7 @@
 """Crash-safe file writing and line-numbered JSON Lines reading."""
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -123,16 +124,13 @@ def _decode(data: bytes, path: Path, lineno: int) -> str:
         raise FarolError(f"{path}:{lineno}: not UTF-8 text") from None
 
 
-def atomic_write_lines(path: str | Path, lines: Iterable[str]) -> int:
-    """Stream text lines (each ending in a newline) to `path` atomically; returns the count.
-
-    Unlike `write_jsonl`, nothing is held in memory, so it suits outputs of any size.
-    """
-    count = 0
-    with atomic_file(path) as f:
-        for count, line in enumerate(lines, start=1):  # noqa: B007 (the count is returned)
-            f.write(line)
-    return count
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, in hex, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_log(path: str | Path) -> list[dict]:

@@ -9,8 +9,9 @@ from mlx_lm.utils import load_tokenizer as _mlx_load_tokenizer
 
 from farol_core import template
 from farol_core.errors import FarolError
+from farol_core.rundir import ADAPTER_CONFIG, ADAPTER_FILE, RunDir
 
-ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
+ADAPTER_FILES = (ADAPTER_FILE, ADAPTER_CONFIG)
 
 
 def check_model_dir(path: str | Path) -> Path:
@@ -41,7 +42,7 @@ def check_adapter_dir(path: str | Path) -> Path:
             hint="check the path: a run's folder (runs/NAME) or its best adapter "
                  "(runs/NAME/adapters); `invoke train` makes one",
         )
-    _check_adapter_config(path / "adapter_config.json")
+    _check_adapter_config(path / ADAPTER_CONFIG)
     return path
 
 
@@ -61,9 +62,10 @@ def _check_adapter_config(path: Path) -> None:
 
 
 def load_model(model_path: str | Path, adapter_path: str | Path | None = None,
-               return_config: bool = False):
+               return_config: bool = False, template_choice: str | None = None):
     """(model, tokenizer), plus the model's config with `return_config`, via `mlx_lm.load`,
-    with Farol's chat template installed. The adapter is applied in a second step, so an error
+    with the chat template installed: `template_choice`, else the one the adapter's run trained
+    with, else Farol's Mistral layout. The adapter is applied in a second step, so an error
     names the folder at fault."""
     model_path = check_model_dir(model_path)
     if adapter_path is not None:
@@ -75,7 +77,8 @@ def load_model(model_path: str | Path, adapter_path: str | Path | None = None,
         raise FarolError(f"Could not load {model_path}: {e}") from None
     if adapter_path is not None:
         apply_adapter(model, adapter_path, model_path)
-    template.install(tokenizer)
+    template.install(tokenizer, template_choice or _recorded(adapter_path, "template")
+                     or "mistral")
     return (model, tokenizer, *config)
 
 
@@ -108,19 +111,24 @@ def _trained_on(adapter_path: Path) -> str:
 def recorded_base(adapter_path: str | Path) -> str | None:
     """The base model a Farol run's adapter was trained on, from the run's config.json beside
     the adapter (runs/<name>) or above it (runs/<name>/adapters, the best one); None if absent."""
-    adapter_path = Path(adapter_path)
-    for config in (adapter_path / "config.json", adapter_path.parent / "config.json"):
-        try:
-            model = json.loads(config.read_text(encoding="utf-8")).get("model")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(model, str) and model:
-            return model
+    return _recorded(adapter_path, "model")
+
+
+def _recorded(adapter_path: str | Path | None, key: str) -> str | None:
+    """`key` of the run config beside the adapter (runs/<name>) or above it (adapters/)."""
+    if adapter_path is None:
+        return None
+    for run in (RunDir(adapter_path), RunDir(Path(adapter_path).parent)):
+        config = run.read_config()
+        value = config.get(key) if isinstance(config, dict) else None
+        if isinstance(value, str) and value:
+            return value
     return None
 
 
-def load_tokenizer(model_path: str | Path):
-    """The tokenizer alone, via mlx-lm (no weights loaded), with Farol's chat template installed."""
+def load_tokenizer(model_path: str | Path, template_choice: str = "mistral"):
+    """The tokenizer alone, via mlx-lm (no weights loaded), with the chosen chat template
+    installed (see `template.install`)."""
     path = Path(model_path)
     if not path.is_dir():
         raise FarolError(f"Tokenizer folder not found: {path}",
@@ -129,7 +137,7 @@ def load_tokenizer(model_path: str | Path):
         tokenizer = _mlx_load_tokenizer(path)
     except (ValueError, KeyError, OSError) as e:
         raise FarolError(f"Could not load a tokenizer from {path}: {e}") from None
-    template.install(tokenizer)
+    template.install(tokenizer, template_choice)
     return tokenizer
 
 

@@ -1,12 +1,16 @@
-"""The one chat template Farol uses for training, evaluation and inference.
+"""The chat template Farol uses for training, evaluation and inference.
 
-It is the Mistral instruct layout (`<s>[INST] question [/INST] answer</s>`), with an optional
-system message folded into the first user turn. Farol installs it on every tokenizer it loads,
-and writes it next to the models it quantizes, so mlx-lm's own tools format prompts the same way.
+By default (a run's `template: mistral`) it is the Mistral instruct layout
+(`<s>[INST] question [/INST] answer</s>`), with an optional system message folded into the first
+user turn. Farol installs it on every tokenizer it loads, and writes it next to the models it
+quantizes, so mlx-lm's own tools format prompts the same way. With `template: model` the base
+model's own template (Llama 3's, Qwen's, Mistral-Instruct's) is kept instead, everywhere alike.
 """
 
 import re
 from collections.abc import Sequence
+
+from farol_core.errors import FarolError
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% set ns = namespace(system='') %}"
@@ -19,11 +23,20 @@ CHAT_TEMPLATE = (
 )
 
 ROLES = ("system", "user", "assistant")
+CHOICES = ("mistral", "model")  # a run config's `template`
 
 
-def install(tokenizer) -> None:
-    """Make `tokenizer.apply_chat_template` use Farol's template."""
-    tokenizer.chat_template = CHAT_TEMPLATE
+def install(tokenizer, choice: str = "mistral") -> None:
+    """Make `tokenizer.apply_chat_template` use Farol's Mistral template, or with "model"
+    check that the tokenizer has a template of its own and keep it."""
+    if choice not in CHOICES:
+        raise FarolError(f"template must be one of {', '.join(CHOICES)}, got {choice!r}")
+    if choice == "mistral":
+        tokenizer.chat_template = CHAT_TEMPLATE
+    elif not getattr(tokenizer, "chat_template", None):
+        raise FarolError("template: model, but this model's tokenizer has no chat template "
+                         "of its own", hint="use `template: mistral` (the default) in the run "
+                                            "config, or a model that ships one")
 
 
 def to_messages(prompt_or_messages: str | Sequence[dict], system: str | None = None) -> list[dict]:
@@ -38,10 +51,9 @@ def to_messages(prompt_or_messages: str | Sequence[dict], system: str | None = N
 
 
 def render(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = False) -> str:
-    """The prompt text for `messages`, beginning with the BOS token."""
+    """The prompt text for `messages` in the template `install` chose (Farol's begins with BOS)."""
     return tokenizer.apply_chat_template(
         list(messages),
-        chat_template=CHAT_TEMPLATE,
         tokenize=False,
         add_generation_prompt=add_generation_prompt,
     )

@@ -8,10 +8,12 @@ from collections.abc import Iterable
 
 import numpy as np
 from farol_core import template
+from farol_core.config import schema_default
 
 _WORD = re.compile(r"\w+")
 SEQ_STEP = 128
-SEQ_CAP = 2048
+# Training's own default: data preparation never recommends more than a run would use.
+SEQ_CAP = schema_default("train", "training.max_seq_length")
 
 
 def stats(values: list[int]) -> dict | None:
@@ -44,7 +46,8 @@ def analyse(records: Iterable[dict], tokenizer, cfg: dict) -> dict:
             tokens.append(len(template.encode(tokenizer, r["messages"])))
     return {"diversity": {"first_word": first_word_share(words, cfg["max_first_word_share"]),
                           "chars": {"question": stats(questions), "answer": stats(answers)}},
-            "tokens": token_summary(tokens, cfg["max_seq_length"]) if tokenizer else None}
+            "tokens": (token_summary(tokens, cfg.get("max_seq_length", SEQ_CAP)) if tokenizer
+                       else None)}
 
 
 def first_word_share(words: Counter, limit: float) -> dict:
@@ -64,5 +67,5 @@ def token_summary(lengths: list[int], limit: int) -> dict:
 
 
 def recommend_max_seq_length(p95: float) -> int:
-    """p95 rounded up to a multiple of 128, at least 128 and at most 2048."""
+    """p95 rounded up to a multiple of SEQ_STEP, at least SEQ_STEP and at most SEQ_CAP."""
     return min(SEQ_CAP, max(SEQ_STEP, math.ceil(p95 / SEQ_STEP) * SEQ_STEP))

@@ -119,4 +119,5 @@ def _tokens_md(report: dict) -> list[str]:
             *_table(("min", "max", "mean", "p50", "p95", f"over {t['limit']}", "recommended"),
                     [(t["min"], t["max"], t["mean"], t["p50"], t["p95"], t["over_limit"],
                       t["recommended_max_seq_length"])]),
-            "Recommended max_seq_length: p95 rounded up to a multiple of 128, at most 2048.", ""]
+            "Recommended max_seq_length: p95 rounded up to a multiple of "
+            f"{analysis.SEQ_STEP}, at most {analysis.SEQ_CAP}.", ""]

@@ -2,31 +2,19 @@
 
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 from farol_core.dataset import evaluate_loss
 from farol_core.errors import FarolError
-from farol_core.model import ADAPTER_FILES, apply_adapter
+from farol_core.model import apply_adapter
+from farol_core.rundir import ADAPTER_CONFIG, RunDir
 from mlx.utils import tree_unflatten
 from mlx_lm.tuner.dora import DoRAEmbedding, DoRALinear
 from mlx_lm.tuner.lora import LoRAEmbedding, LoRALinear, LoRASwitchLinear
 
-STEP_DIR = re.compile(r"^step-(\d{7})$")
 # mlx-lm's adapter layers; each wraps the base layer as .linear (or .embedding)
 ADAPTER_LAYERS = (LoRALinear, LoRASwitchLinear, LoRAEmbedding, DoRALinear, DoRAEmbedding)
-
-
-def find_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, folder) of each complete checkpoint under runs/<name>/checkpoints/, by step."""
-    root = Path(run_dir) / "checkpoints"
-    found = []
-    for folder in root.glob("step-*") if root.is_dir() else []:
-        match = STEP_DIR.match(folder.name)
-        if match and all((folder / f).is_file() for f in ADAPTER_FILES):
-            found.append((int(match.group(1)), folder))
-    return sorted(found)
 
 
 def train_sample(train: list, size: int, seed: int) -> list:
@@ -64,7 +52,7 @@ def _check_removable(adapter_dir: Path) -> None:
     # A full fine-tune overwrites the base weights in place, so the "base" measured after it
     # would be the tuned model and every gain a silent 0.
     try:
-        config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+        config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return  # apply_adapter names what is wrong with the file
     if isinstance(config, dict) and config.get("fine_tune_type") == "full":
@@ -77,9 +65,11 @@ def _check_removable(adapter_dir: Path) -> None:
 
 def curve(model, run_dir, train, valid, batch_size: int, max_seq_length: int,
           log=print) -> dict:
-    """Loss per checkpoint and the best one by validation loss (lowest), with its gap."""
+    """Loss per checkpoint and the best one by validation loss (lowest), with its gap. Only
+    checkpoints that pass the trainer's own verification are measured."""
     points = []
-    for step, folder in find_checkpoints(run_dir):
+    for found in RunDir(run_dir).good_checkpoints(warn=log):
+        step, folder = found.step, found.path
         log(f"checkpoint step {step} ...")
         try:
             use_adapter(model, folder)

@@ -15,6 +15,7 @@ from farol_core.dataset import load_split, read_messages
 from farol_core.errors import FarolError
 from farol_core.io import read_jsonl
 from farol_core.model import check_adapter_dir, load_model
+from farol_core.rundir import RunDir
 
 from farol_eval import checkpoints
 from farol_eval.generation import answer
@@ -29,9 +30,9 @@ __all__ = ["evaluate", "held_out_records", "resolve", "run_config", "summary_lin
 
 def run_config(run_dir: str | Path) -> dict:
     """The resolved config a training run saved, re-validated."""
-    path = Path(run_dir) / "config.json"
+    path = RunDir(run_dir).config
     if not path.is_file():
-        raise FarolError(f"No run at {run_dir} (config.json missing)", hint="run `invoke train`")
+        raise FarolError(f"No run at {run_dir} ({path.name} missing)", hint="run `invoke train`")
     return load_config("train", json.loads(path.read_text()))
 
 
@@ -47,7 +48,7 @@ def evaluate(run_dir: str | Path | None = None, model: str | None = None,
     ecfg, tcfg, model = cfg["eval"], cfg["training"], model or cfg["model"]
     adapter = None if base_only else (adapter or run_dir)
     data = Path(data or cfg["data"])
-    lm, tokenizer = load_model(model)
+    lm, tokenizer = load_model(model, template_choice=cfg["template"])
     splits = _splits(data, tokenizer, tcfg["mask_prompt"])
     records = held_out_records(data, ecfg["questions"])
     variants = {"base": None} | ({"tuned": check_adapter_dir(adapter)} if adapter else {})
@@ -57,7 +58,7 @@ def evaluate(run_dir: str | Path | None = None, model: str | None = None,
     curve = _curve(lm, run_dir, data, tokenizer, splits, cfg, log) if run_dir else None
     report = build_report(model, adapter, run_dir, tcfg["mask_prompt"], ecfg, measured,
                           records, curve)
-    write_reports(report, Path(out) if out else Path(run_dir or ".") / "eval")
+    write_reports(report, Path(out) if out else RunDir(run_dir or ".").eval_dir)
     return report
 
 

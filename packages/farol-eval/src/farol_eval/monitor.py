@@ -1,12 +1,12 @@
 """A live terminal view of a training run, following its metrics.jsonl with rich."""
 
-import json
 import math
 import os
 import socket
 import time
 from pathlib import Path
 
+from farol_core.rundir import RunDir
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -42,7 +42,7 @@ def snapshot(run_dir: str | Path) -> dict:
     """What the monitor shows: the rows so far, the planned steps and the run's state."""
     run_dir = Path(run_dir)
     rows, total = read_metrics(run_dir), total_iters(run_dir)
-    path = run_dir / "metrics.jsonl"
+    path = RunDir(run_dir).metrics
     if total and rows and rows[-1]["step"] >= total:
         state = "finished"
     else:
@@ -55,9 +55,8 @@ def ended(run_dir: Path) -> str | None:
     """How a run that is no longer training ended, from the status.json the trainer keeps:
     "stopped (interrupted at step 40)", or "stopped (process gone at step 40)" when the run
     still says training but its process on this host is dead (a crash or a kill -9)."""
-    try:
-        status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    status = RunDir(run_dir).read_status()
+    if status is None:
         return None  # no status yet (or a run from before status.json): judge by metrics
     if status.get("state") in ("training", "loading"):  # loading: a resume, before step 1
         if status.get("host") != socket.gethostname() or _alive(status.get("pid")):

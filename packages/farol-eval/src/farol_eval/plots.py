@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only: no display, works on servers and in tests
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from farol_core.errors import FarolError  # noqa: E402
+from farol_core.rundir import RunDir  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from farol_eval.report import LABELS  # noqa: E402
@@ -24,17 +25,17 @@ def plot(run_dir: str | Path, out: str | Path | None = None, window: int = 5,
          log=print) -> list[Path]:
     """Write every chart the run's files allow into `out` (default runs/<name>/eval/plots);
     `log` says which charts were skipped and why."""
-    run_dir = Path(run_dir)
-    rows = read_metrics(run_dir)
+    run = RunDir(run_dir)
+    rows = read_metrics(run.path)
     if not rows:
-        raise FarolError(f"No metrics in {run_dir / 'metrics.jsonl'}", hint="run `invoke train`")
-    out = Path(out) if out else run_dir / "eval" / "plots"
+        raise FarolError(f"No metrics in {run.metrics}", hint="run `invoke train`")
+    out = Path(out) if out else run.plots
     out.mkdir(parents=True, exist_ok=True)
     bad = sum(not _finite(r.get("train_loss")) for r in rows)
     if bad:  # left out rather than let one NaN blank the means, EMA and volatility after it
         log(f"warning: {bad} report(s) with a non-finite train loss left out of analysis.png")
     paths = [dashboard(rows, out / "dashboard.png"), analysis(rows, out / "analysis.png", window)]
-    return paths + _report_charts(run_dir / "eval" / "report.json", out, log)
+    return paths + _report_charts(run.report, out, log)
 
 
 def _report_charts(report_path: Path, out: Path, log) -> list[Path]:

@@ -1,9 +1,8 @@
-"""Reading a run's metrics.jsonl and config.json while training may still be writing them."""
+"""Reading a run's metrics and config while training may still be writing them."""
 
-import json
 from pathlib import Path
 
-from farol_core.io import read_log
+from farol_core.rundir import RunDir
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -11,15 +10,14 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
     A line still being written has no newline yet, so it is left for the next read.
     """
-    return read_log(Path(run_dir) / "metrics.jsonl")
+    return RunDir(run_dir).read_metrics()
 
 
 def total_iters(run_dir: str | Path) -> int | None:
     """training.iters from the run's config.json, or None before training wrote it."""
-    path = Path(run_dir) / "config.json"
     try:
-        return int(json.loads(path.read_text())["training"]["iters"])
-    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return int(RunDir(run_dir).read_config()["training"]["iters"])
+    except (KeyError, TypeError, ValueError):
         return None
 
 

@@ -8,38 +8,25 @@ checkpoint either exists whole or not at all; the manifest catches what a rename
 that lied, a file edited by hand).
 """
 
-import hashlib
-import json
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
 from farol_core.errors import FarolError
 from farol_core.io import fsync_dir, staged_dir, write_json
+from farol_core.rundir import (
+    ADAPTER_CONFIG,
+    ADAPTER_FILE,
+    MANIFEST,
+    OPTIMIZER_FILE,
+    PENDING_FILE,
+    STATE_FILE,
+    Checkpoint,
+    RunDir,
+    fingerprint,
+)
 from mlx.utils import tree_flatten, tree_map_with_path, tree_unflatten
-
-ADAPTER_FILE = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-OPTIMIZER_FILE = "optimizer.safetensors"
-PENDING_FILE = "pending_grad.safetensors"
-STATE_FILE = "trainer_state.json"
-MANIFEST = "manifest.json"
-CHECKPOINTS = "checkpoints"
-BEST_DIR = "adapters"
-
-
-@dataclass
-class Checkpoint:
-    """A verified checkpoint on disk and its trainer state."""
-
-    path: Path
-    state: dict
-
-    @property
-    def step(self) -> int:
-        return self.state["step"]
 
 
 def save_adapter(model, folder: Path, adapter_config: dict) -> Path:
@@ -60,7 +47,7 @@ def save_adapter(model, folder: Path, adapter_config: dict) -> Path:
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINTS / f"step-{step:07d}"
+    return RunDir(run_dir).checkpoint(step)
 
 
 def save_checkpoint(run_dir: Path, model, optimizer, adapter_config: dict, state: dict,
@@ -90,7 +77,7 @@ def _write_contents(folder: Path, model, optimizer, adapter_config, state, pendi
         _save_arrays(folder / PENDING_FILE, dict(tree_flatten(pending_grad)))
     write_json(folder / STATE_FILE, state)
     files = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
-    write_json(folder / MANIFEST, {name: _fingerprint(folder / name) for name in files})
+    write_json(folder / MANIFEST, {name: fingerprint(folder / name) for name in files})
     fsync_dir(folder)
 
 
@@ -100,55 +87,18 @@ def _save_arrays(path: Path, arrays: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _fingerprint(path: Path) -> dict:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoint folders of a run, oldest first (temporary folders excluded)."""
-    folder = Path(run_dir) / CHECKPOINTS
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    return RunDir(run_dir).checkpoints()
 
 
 def latest_step_name(run_dir: Path) -> str | None:
-    found = list_checkpoints(run_dir)
-    return found[-1].name if found else None
-
-
-def verify(folder: Path) -> str | None:
-    """None if every file matches the manifest, else what is wrong."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "manifest.json is missing or unreadable"
-    required = {ADAPTER_FILE, ADAPTER_CONFIG, OPTIMIZER_FILE, STATE_FILE}
-    if not required <= set(manifest):
-        return f"manifest lacks {', '.join(sorted(required - set(manifest)))}"
-    for name, expected in manifest.items():
-        path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if _fingerprint(path) != expected:
-            return f"{name} does not match its checksum"
-    return None
+    return RunDir(run_dir).newest_name()
 
 
 def load_latest(run_dir: Path, warn=print) -> Checkpoint | None:
-    """The newest checkpoint that passes verification; broken newer ones are skipped with a
-    warning naming the problem."""
-    for folder in reversed(list_checkpoints(run_dir)):
-        problem = verify(folder)
-        if problem is None:
-            state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-            return Checkpoint(folder, state)
-        warn(f"warning: skipping checkpoint {folder.name}: {problem}")
-    return None
+    """The newest checkpoint that passes verification (see RunDir.latest)."""
+    return RunDir(run_dir).latest(warn)
 
 
 def restore(checkpoint: Checkpoint, model, optimizer):
@@ -172,17 +122,17 @@ def prune(run_dir: Path, keep: int, best_step: int | None) -> None:
     """Keep the newest `keep` checkpoints and the one of the best validation loss."""
     found = list_checkpoints(run_dir)
     for folder in found[:-keep] if keep < len(found) else []:
-        if best_step is None or folder.name != f"step-{best_step:07d}":
+        if best_step is None or folder != checkpoint_dir(run_dir, best_step):
             shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_best(model, run_dir: Path, adapter_config: dict, step: int, val_loss: float) -> None:
     """Copy the current adapter to runs/<name>/adapters/ with the step and loss it scored."""
-    folder = Path(run_dir) / BEST_DIR
-    save_adapter(model, folder, adapter_config)
+    run = RunDir(run_dir)
+    save_adapter(model, run.best_dir, adapter_config)
     try:
-        write_json(folder / "best.json", {"step": step, "val_loss": val_loss})
+        write_json(run.best_file, {"step": step, "val_loss": val_loss})
     except OSError as e:
-        raise FarolError(f"could not save {folder / 'best.json'}: {e}",
+        raise FarolError(f"could not save {run.best_file}: {e}",
                          hint="free disk space; the same command resumes from the newest "
                               "checkpoint") from None

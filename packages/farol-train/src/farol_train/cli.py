@@ -9,13 +9,15 @@ import yaml
 from farol_core.device import backend
 from farol_core.errors import FarolError, exit_on_error
 from farol_core.io import atomic_write_text
+from farol_core.template import CHOICES
 
 from farol_train import calibrate, distributed, launch
 from farol_train.distributed import WORLD_ENV
 from farol_train.fuse import fuse
-from farol_train.loop import resolve, train
+from farol_train.loop import train
 from farol_train.preflight import apply_profile, describe, profiles, report
 from farol_train.quantize import BITS, GROUP_SIZES, quantize
+from farol_train.run_config import resolve
 
 RANK_ENTRY = "from farol_train.cli import main; main()"
 
@@ -33,10 +35,14 @@ def main():
 @click.option("--group-size", type=click.Choice([str(g) for g in GROUP_SIZES]), default="64",
               show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--template", type=click.Choice(CHOICES), default=None,
+              help="Chat template written beside the model, as a run's `template`: mistral "
+                   "(Farol's, the default) or model (the model's own).")
 @exit_on_error
-def quantize_cmd(model, out, bits, group_size, force):
+def quantize_cmd(model, out, bits, group_size, force, template):
     """Write a quantized MLX copy of MODEL to OUT."""
-    path = quantize(model, out, bits=int(bits), group_size=int(group_size), force=force)
+    path = quantize(model, out, bits=int(bits), group_size=int(group_size), force=force,
+                    template=template)
     click.echo(f"quantized model: {path}")
 
 

@@ -18,7 +18,9 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 from farol_core.errors import FarolError
-from mlx.utils import tree_flatten, tree_map
+from mlx.utils import tree_flatten, tree_map, tree_unflatten
+
+from farol_train import checkpoint as ckpt
 
 WORLD_ENV = "FAROL_WORLD_SIZE"  # set by farol_train.launch for every rank
 BACKEND_ENV = "FAROL_DIST_BACKEND"
@@ -158,3 +160,17 @@ class NullLog:
 def world_rank() -> int:
     """This process's rank as mlx.launch set it (0 outside a distributed run)."""
     return int(os.environ.get("MLX_RANK", "0")) if WORLD_ENV in os.environ else 0
+
+
+def share_checkpoint(state: dict | None, model, optimizer, pending: dict, group) -> dict | None:
+    """Rank 0's checkpoint (state, adapter, optimizer, pending gradient) on every rank, so
+    the other hosts need no copy of the run folder."""
+    state = share_json(state, group)
+    if state is None:
+        return None
+    model.load_weights(share_tree(model.trainable_parameters(), group), strict=False)
+    optimizer.state = tree_unflatten(share_tree(optimizer.state, group))
+    if share_json(pending["grad"] is not None, group):
+        shared = share_tree(pending["grad"], group)
+        pending["grad"] = ckpt.like_trainable(model, dict(shared))
+    return state

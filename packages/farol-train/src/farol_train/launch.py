@@ -6,7 +6,6 @@ Farol reads those lines and returns 1 when any rank failed.
 """
 
 import contextlib
-import hashlib
 import ipaddress
 import json
 import platform
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import psutil
 from farol_core.errors import FarolError
+from farol_core.io import sha256_file
 
 from farol_train.distributed import BACKEND_ENV, WORLD_ENV
 from farol_train.preflight import Check
@@ -227,7 +227,7 @@ def fingerprint(model: str, data: str) -> dict:
         paths = [root / n for n in names] if names else sorted(root.rglob("*"))
         for path in paths:
             if path.is_file():
-                files[str(path)] = _sha256(path)
+                files[str(path)] = sha256_file(path)
             elif names:
                 files[str(path)] = "missing"
     return {"python": platform.python_version(), "versions": _versions(), "files": files}
@@ -241,14 +241,6 @@ def _versions() -> dict:
         except PackageNotFoundError:
             out[name] = "not installed"
     return out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def differences(reference: dict, other: dict) -> list[str]:

@@ -163,8 +163,8 @@ def _measure_here(spec: dict) -> int:
     from farol_core.tiny import model_config
     from mlx_lm.models import llama  # mlx-lm runs mistral checkpoints on its llama model
 
-    from farol_train.loop import make_step
     from farol_train.lora import apply_lora
+    from farol_train.step import make_step
 
     s = Shape(**spec["shape"])
     hf = {"hidden_size": s.hidden, "num_hidden_layers": s.layers, "intermediate_size":

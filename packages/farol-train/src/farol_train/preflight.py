@@ -80,7 +80,7 @@ def run_checks(cfg: dict) -> list[Check]:
         if all(c.status != "fail" for c in checks if c.name == "data train"):
             t = cfg["training"]
             examples = load_split(Path(cfg["data"]) / "train.jsonl",
-                                  load_tokenizer(cfg["model"]), t["mask_prompt"])
+                                  load_tokenizer(cfg["model"], cfg["template"]), t["mask_prompt"])
             checks += [check_lengths(examples, t["max_seq_length"]),
                        check_packing(cfg, examples)]
     return checks

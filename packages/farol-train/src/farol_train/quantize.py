@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
+from farol_core.config import schema_default
 from farol_core.errors import FarolError
 from farol_core.io import staged_dir
 from farol_core.model import check_model_dir
-from farol_core.template import CHAT_TEMPLATE
+from farol_core.template import CHAT_TEMPLATE, CHOICES
 from mlx_lm import convert
 
 # What MLX's quantize supports. mlx-lm's convert reads bits 0 as "the default" and skips the
@@ -15,17 +16,23 @@ GROUP_SIZES = (32, 64, 128)
 
 
 def quantize(model: str | Path, out: str | Path, bits: int = 4, group_size: int = 64,
-             force: bool = False) -> Path:
+             force: bool = False, template: str | None = None) -> Path:
     """Write a `bits`-bit copy of `model` (a folder, or a Hugging Face repo id) to `out`.
 
-    The output appears whole or not at all, and Farol's chat template is written beside it
-    so that mlx-lm's own tools prompt the model the way Farol trained it.
+    The output appears whole or not at all. The chat template a run will train with is written
+    beside it (`template`, as in the run config: Farol's Mistral layout by default, or with
+    "model" the model's own, kept as convert copied it), so that mlx-lm's own tools prompt the
+    model the way Farol trained it.
     """
     _check_settings(bits, group_size)
+    template = template or schema_default("train", "template")
+    if template not in CHOICES:
+        raise FarolError(f"template must be one of {', '.join(CHOICES)}, got {template!r}")
     source = str(check_model_dir(model)) if _is_local(model) else str(model)
     with staged_dir(out, force) as target:
         _convert(source, target, bits, group_size)
-        (target / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+        if template == "mistral":
+            (target / "chat_template.jinja").write_text(CHAT_TEMPLATE)
     return Path(out)
 
 
