@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import psutil
+
 from farol_core.errors import FarolError
 
 
@@ -74,6 +76,7 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
+        _claim(staging)
         yield staging / "new"
         if out.exists():
             out.rename(staging / "old")  # the old folder stays until the new one is in place
@@ -86,6 +89,45 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
         fsync_dir(out.parent)  # the rename itself survives a power cut
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+OWNER_FILE = "owner.json"
+
+
+def _claim(staging: Path) -> None:
+    """Mark a staging folder as this process's, so `sweep_staged` leaves it alone while we
+    live. The start time tells our pid from a later process that reuses it (containers)."""
+    me = psutil.Process()
+    (staging / OWNER_FILE).write_text(json.dumps({"pid": me.pid, "started": me.create_time()}))
+
+
+def _owned_by_a_live_process(staging: Path) -> bool:
+    try:
+        owner = json.loads((staging / OWNER_FILE).read_text())
+        return psutil.Process(owner["pid"]).create_time() == owner["started"]
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return False  # no owner file (a save cut before it, or an older version) or owner dead
+
+
+def sweep_staged(parent: str | Path, pattern: str) -> list[tuple[Path, int]]:
+    """Remove the staging folders matching `pattern` in `parent` that no live process owns,
+    the leftovers of a save killed mid-way; returns each one with the bytes it held."""
+    parent, swept = Path(parent), []
+    for folder in sorted(parent.glob(pattern)) if parent.is_dir() else []:
+        if folder.is_dir() and not folder.is_symlink() and not _owned_by_a_live_process(folder):
+            _put_back_old(folder)
+            size = sum(p.lstat().st_size for p in folder.rglob("*"))
+            shutil.rmtree(folder, ignore_errors=True)
+            swept.append((folder, size))
+    return swept
+
+
+def _put_back_old(staging: Path) -> None:
+    # Killed between moving the old folder aside and renaming the new one in: the old one is
+    # the only copy, so it goes back to its name instead of being swept.
+    out = staging.parent / staging.name[1:].rsplit(".", 1)[0]
+    if (staging / "old").is_dir() and not out.exists():
+        (staging / "old").rename(out)
 
 
 def fsync_dir(folder: str | Path) -> None:

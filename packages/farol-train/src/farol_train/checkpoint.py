@@ -13,11 +13,14 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import mlx.core as mx
 from farol_core.errors import FarolError
-from farol_core.io import fsync_dir, staged_dir, write_json
+from farol_core.io import fsync_dir, staged_dir, sweep_staged, write_json
 from mlx.utils import tree_flatten, tree_map_with_path, tree_unflatten
 
 ADAPTER_FILE = "adapters.safetensors"
@@ -116,6 +119,19 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-"))
 
 
+def sweep_staging(run_dir: Path, log=print) -> int:
+    """Remove `checkpoints/.step-*` folders left by a save that was killed mid-way (they can
+    hold gigabytes of a 7B run) unless a live process is still writing them; says how much
+    it freed and returns the bytes."""
+    swept = sweep_staged(Path(run_dir) / CHECKPOINTS, ".step-*")
+    freed = sum(size for _, size in swept)
+    if swept:
+        names = ", ".join(folder.name for folder, _ in swept)
+        log(f"removed {len(swept)} unfinished checkpoint save(s) left by a killed run "
+            f"({names}): freed {freed / 1e6:.1f} MB")
+    return freed
+
+
 def latest_step_name(run_dir: Path) -> str | None:
     found = list_checkpoints(run_dir)
     return found[-1].name if found else None
@@ -144,11 +160,34 @@ def load_latest(run_dir: Path, warn=print) -> Checkpoint | None:
     warning naming the problem."""
     for folder in reversed(list_checkpoints(run_dir)):
         problem = verify(folder)
+        state, problem = (None, problem) if problem else read_state(folder)
         if problem is None:
-            state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
             return Checkpoint(folder, state)
         warn(f"warning: skipping checkpoint {folder.name}: {problem}")
     return None
+
+
+def read_state(folder: Path) -> tuple[dict | None, str | None]:
+    """(trainer state, None), or (None, what is wrong). A state can match its checksum and
+    still be wrong (edited by hand, written by a buggy version): the schema catches it before
+    resuming would fail half-way with a TypeError."""
+    try:
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        return None, f"{STATE_FILE} is unreadable ({e})"
+    error = jsonschema.exceptions.best_match(_state_validator().iter_errors(state))
+    if error is not None:
+        where = "/".join(map(str, error.absolute_path)) or "the top level"
+        return None, f"{STATE_FILE} is invalid at {where}: {error.message}"
+    if folder.name != f"step-{state['step']:07d}":
+        return None, f"{STATE_FILE} says step {state['step']}, the folder {folder.name}"
+    return state, None
+
+
+@cache
+def _state_validator() -> jsonschema.Draft202012Validator:
+    text = resources.files("farol_train.schemas").joinpath("trainer_state.schema.json")
+    return jsonschema.Draft202012Validator(json.loads(text.read_text(encoding="utf-8")))
 
 
 def restore(checkpoint: Checkpoint, model, optimizer):

@@ -1,0 +1,1 @@
+"""JSON Schemas shipped with farol_train: the trainer state a checkpoint holds."""
