@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from farol_core.errors import FarolError
+from farol_core.errors import DISK_FULL, FarolError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -33,6 +33,11 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno in DISK_FULL and not e.filename:  # a failed write() names no file
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

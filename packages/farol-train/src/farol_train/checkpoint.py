@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jsonschema
 import mlx.core as mx
-from farol_core.errors import FarolError
+from farol_core.errors import FarolError, disk_full
 from farol_core.io import fsync_dir, staged_dir, sweep_staged, write_json
 from mlx.utils import tree_flatten, tree_map_with_path, tree_unflatten
 
@@ -56,10 +56,19 @@ def save_adapter(model, folder: Path, adapter_config: dict) -> Path:
         write_json(folder / ADAPTER_CONFIG, adapter_config)
     except (OSError, RuntimeError) as e:  # mlx reports a failed write as RuntimeError
         tmp.unlink(missing_ok=True)
-        raise FarolError(f"could not save the adapter in {folder}: {e}",
+        raise FarolError(f"could not save the adapter in {folder}: {_why_not_saved(e)}",
                          hint="free disk space; the run's checkpoints are intact and the "
                               "same command resumes from the newest") from None
     return folder / ADAPTER_FILE
+
+
+def _why_not_saved(error: Exception) -> str:
+    # mlx's writer reports a full disk as a RuntimeError without errno ("Unable to write").
+    if isinstance(error, OSError) and disk_full(error):
+        return str(disk_full(error).message)
+    if isinstance(error, RuntimeError) and "Unable to write" in str(error):
+        return f"no space left on the disk, or it failed ({error})"
+    return str(error)
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
@@ -78,7 +87,7 @@ def save_checkpoint(run_dir: Path, model, optimizer, adapter_config: dict, state
     except (OSError, RuntimeError) as e:  # mlx reports a failed write as RuntimeError
         previous = latest_step_name(run_dir)
         raise FarolError(
-            f"could not save the checkpoint for step {state['step']}: {e}",
+            f"could not save the checkpoint for step {state['step']}: {_why_not_saved(e)}",
             hint=f"free disk space; the previous checkpoint ({previous or 'none'}) is intact "
                  "and the run resumes from it",
         ) from None
