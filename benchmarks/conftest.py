@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from farol_bench import models, report, results
+from farol_core.errors import disk_full
 
 ROOT = Path(__file__).resolve().parents[1]
 # `pytest benchmarks` on its own puts only benchmarks/ (not a package) on sys.path; the suite's
@@ -45,7 +46,8 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.stash[RUN] = {"model": None, "written": None, "failed": set(), "interrupted": False}
+    config.stash[RUN] = {"model": None, "written": None, "failed": set(), "interrupted": False,
+                        "error": None}
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -139,8 +141,14 @@ def pytest_sessionfinish(session, exitstatus):
         config.stash[RUN]["interrupted"] = True
         return
     doc = _document(config, done)
-    config.stash[RUN]["written"] = (results.write(doc, config.getoption("bench_results"),
-                                                  results.load_schema(SCHEMA)), doc)
+    try:
+        config.stash[RUN]["written"] = (results.write(doc, config.getoption("bench_results"),
+                                                      results.load_schema(SCHEMA)), doc)
+    except OSError as e:  # a full disk is one line in the summary, not an INTERNALERROR
+        if disk_full(e) is None:
+            raise
+        config.stash[RUN]["error"] = f"error: {disk_full(e)}"
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _document(config, done) -> dict:
@@ -160,6 +168,8 @@ def pytest_terminal_summary(terminalreporter, config):
     run = config.stash[RUN]
     if run["interrupted"]:
         terminalreporter.write_line("interrupted: no benchmark results file written")
+    if run["error"]:
+        terminalreporter.write_line(run["error"])
     written = run["written"]
     if written:
         path, doc = written

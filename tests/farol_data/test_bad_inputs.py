@@ -3,6 +3,8 @@ and never loses the user's files or a previous good output."""
 
 import errno
 import json
+import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -176,3 +178,34 @@ def test_macos_resource_fork_files_are_not_biographies(tmp_path):
     (folder / "hassan_nader.md").write_text("# Hassan Nader\n\nAvançado marroquino.\n")
     (folder / "._hassan_nader.md").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
     assert [p.name for p in biography_files(folder)] == ["hassan_nader.md"]
+
+
+def test_biography_links_out_of_the_folder_and_special_files_are_rejected(tmp_path):
+    # A shared or unpacked folder must not leak local files into a model; a FIFO would block.
+    secret = tmp_path / "segredo.md"
+    secret.write_text("# Segredo\n\nroot:x:0:0:a senha local do utilizador", encoding="utf-8")
+    outside = tmp_path / "fora"
+    outside.mkdir()
+    (outside / "outro.md").write_text("# Outro\n\nTexto privado de outra pasta local.")
+    bios = tmp_path / "jogadores"
+    bios.mkdir()
+    (bios / "hassan.md").write_text("# Hassan Nader\n\nAvançado marroquino do Farense.",
+                                    encoding="utf-8")
+    (bios / "passwd.md").symlink_to(secret)
+    (bios / "pasta").symlink_to(outside)
+    (bios / "copia.md").symlink_to(bios / "hassan.md")  # inside the folder: read
+    os.mkfifo(bios / "fila.md")
+    result = CliRunner().invoke(main, ["prepare", "--biographies", str(bios),
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    written = "".join((out / f"{s}.jsonl").read_text() for s in ("train", "valid", "test"))
+    assert "Hassan Nader" in written and "senha" not in written and "privado" not in written
+    reasons = {Path(r["source"]).name: r["reason"] for r in map(
+        json.loads, (out / "rejects.jsonl").read_text().splitlines())}
+    assert reasons["passwd.md"] == (f"link to {secret.resolve()}, outside the biographies "
+                                    "folder; not followed")
+    assert reasons["fila.md"] == "not a regular file (FIFO); not read"
+    assert "pasta" not in reasons and "outro.md" not in written  # a linked folder isn't entered
+    report = json.loads((out / "report.json").read_text())
+    assert report["read"] == report["kept"] + report["rejected"] + report["duplicates"] == 4

@@ -14,6 +14,7 @@ import mlx.core as mx
 import numpy as np
 import psutil
 import pytest
+import yaml
 from farol_core.errors import FarolError
 from farol_core.io import read_log
 from farol_train import checkpoint as ckpt
@@ -290,3 +291,33 @@ def test_the_mpi_backend_without_mpirun_is_one_clear_line(tmp_path, monkeypatch)
     mpirun.write_text("#!/bin/sh\n")
     mpirun.chmod(0o755)
     assert plan(None, None, 2, "mpi").world_size == 2
+
+
+DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("pack", "accumulation", "iters"), [(False, 1, 8), (True, 2, 10)],
+                         ids=["padded", "packed-accumulation-2-past-an-epoch-end"])
+def test_two_ranks_match_one_process_on_the_demo_settings(pack, accumulation, iters, tiny_4bit,
+                                                          processed, tmp_path):
+    """configs/demo.yaml as shipped (batch 4, max_seq_length 512, 4 adapted layers): sample rows
+    of 40 to 200 tokens, so the two halves of a batch hold unequal token counts. Packed, 7
+    steps make an epoch and its odd leftover rows are dropped on every rank alike."""
+    demo = yaml.safe_load(DEMO.read_text())
+    training = {**demo["training"], "iters": iters, "pack": pack,
+                "grad_accumulation_steps": accumulation, "steps_per_eval": iters}
+    cfg = {**demo, "seed": 5, "model": str(tiny_4bit), "data": str(processed),
+           "runs_dir": str(tmp_path / "runs"), "training": training}
+    (tmp_path / "run.json").write_text(json.dumps({**cfg, "name": "two"}))
+    one = train({**cfg, "name": "one"}, log=lambda _: None).run_dir
+    done = subprocess.run(command(tmp_path, "--np", "2"), capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    mine, theirs = steps(one), steps(tmp_path / "runs" / "two")
+    assert sorted(mine) == sorted(theirs) == list(range(1, iters + 1))
+    gaps = {s: abs(mine[s] - theirs[s]) for s in mine}
+    assert max(gaps.values()) < TOL, gaps
+    a, b = (mx.load(str(d / ckpt.ADAPTER_FILE)) for d in (one, tmp_path / "runs" / "two"))
+    for key in a:
+        np.testing.assert_allclose(np.array(a[key]), np.array(b[key]), atol=TOL, rtol=0)

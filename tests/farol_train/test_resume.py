@@ -13,6 +13,7 @@ import types
 
 import mlx.core as mx
 import numpy as np
+import psutil
 import pytest
 from farol_core import rundir
 from farol_core.errors import FarolError
@@ -424,3 +425,38 @@ def test_the_guard_limits_gpu_memory_on_cuda_and_ram_elsewhere():
     assert memory_total("cuda", h100, 128_000_000_000) == (85_000_000_000, "GPU memory")
     assert memory_total("metal", {"memory_size": 17_179_869_184}, 17_179_869_184)[1] == "RAM"
     assert memory_total("cpu", {}, 24_000_000_000) == (24_000_000_000, "RAM")
+
+
+def test_a_wrong_trainer_state_is_skipped_and_killed_saves_are_swept(reference, tmp_path):
+    """A state that matches its checksum but says "step": "banana" is skipped like a corrupt
+    checkpoint (it raised TypeError); staging folders of a killed save are removed at start,
+    except one a live process still writes."""
+    ref, config = reference
+    run_dir = tmp_path / "runs" / "quick"
+    shutil.copytree(ref.run_dir, run_dir)
+    newest = ckpt.list_checkpoints(run_dir)[-1]
+    state = json.loads((newest / ckpt.STATE_FILE).read_text())
+    (newest / ckpt.STATE_FILE).write_text(json.dumps({**state, "step": "banana"}))
+    manifest = {p.name: ckpt._fingerprint(p) for p in newest.iterdir() if p.name != ckpt.MANIFEST}
+    (newest / ckpt.MANIFEST).write_text(json.dumps(manifest))  # checksums match the bad state
+    killed = run_dir / "checkpoints" / ".step-0000015.k1ll3d00"
+    (killed / "new").mkdir(parents=True)
+    (killed / "new" / ckpt.OPTIMIZER_FILE).write_bytes(b"\0" * 2_000_000)
+    (killed / "owner.json").write_text(json.dumps({"pid": os.getpid(), "started": 1.0}))
+    live = run_dir / "checkpoints" / ".step-0000016.l1ve0000"
+    live.mkdir()
+    me = psutil.Process()
+    (live / "owner.json").write_text(json.dumps({"pid": me.pid, "started": me.create_time()}))
+    config_path = tmp_path / "run.json"
+    config_path.write_text(json.dumps({**config, "runs_dir": str(tmp_path / "runs")}))
+
+    resumed = subprocess.run([sys.executable, "-c", CLI, "run", "--config", str(config_path)],
+                             cwd=tmp_path, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert ("warning: skipping checkpoint step-0000014: trainer_state.json is invalid at step: "
+            "'banana' is not of type 'integer'") in resumed.stdout
+    assert "resuming quick from step-0000012" in resumed.stdout
+    assert ("removed 1 unfinished checkpoint save(s) left by a killed run (.step-0000015."
+            "k1ll3d00): freed 2.0 MB") in resumed.stdout
+    assert not killed.exists() and live.is_dir()
+    np.testing.assert_allclose(step_losses(run_dir)[14], step_losses(ref.run_dir)[14], atol=1e-5)

@@ -1,5 +1,6 @@
 """The one exception type Farol's command-line tools turn into a clear message."""
 
+import errno
 import functools
 import sys
 
@@ -26,9 +27,23 @@ class Interrupted(FarolError):
     exit_code = INTERRUPTED_EXIT
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # a full disk, or a full quota on a shared one
+
+
+def disk_full(error: OSError) -> FarolError | None:
+    """The one clear message for a write that found the disk full, or None for any other
+    OSError. Every writer keeps the old file until the new one is whole, so nothing is lost."""
+    if error.errno not in DISK_FULL:
+        return None
+    where = f" writing {error.filename}" if error.filename else ""
+    return FarolError(f"no space left on the disk{where}",
+                      hint="free disk space, then run the same command again; files and "
+                           "checkpoints written before are intact")
+
+
 def exit_on_error(fn):
-    """Decorate a CLI command: a FarolError becomes `error: ...` on stderr and exit status 1,
-    and Ctrl+C becomes one line and status 130 instead of a traceback."""
+    """Decorate a CLI command: a FarolError or a full disk becomes `error: ...` on stderr and
+    exit status 1, and Ctrl+C becomes one line and status 130 instead of a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -43,5 +58,11 @@ def exit_on_error(fn):
         except FarolError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(e.exit_code)
+        except OSError as e:  # any write of any command can meet a full disk
+            full = disk_full(e)
+            if full is None:
+                raise
+            print(f"error: {full}", file=sys.stderr)
+            sys.exit(full.exit_code)
 
     return wrapper

@@ -10,7 +10,9 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from farol_core.errors import FarolError
+import psutil
+
+from farol_core.errors import DISK_FULL, FarolError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -32,6 +34,11 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno in DISK_FULL and not e.filename:  # a failed write() names no file
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -75,6 +82,7 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
+        _claim(staging)
         yield staging / "new"
         if out.exists():
             out.rename(staging / "old")  # the old folder stays until the new one is in place
@@ -87,6 +95,45 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
         fsync_dir(out.parent)  # the rename itself survives a power cut
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+OWNER_FILE = "owner.json"
+
+
+def _claim(staging: Path) -> None:
+    """Mark a staging folder as this process's, so `sweep_staged` leaves it alone while we
+    live. The start time tells our pid from a later process that reuses it (containers)."""
+    me = psutil.Process()
+    (staging / OWNER_FILE).write_text(json.dumps({"pid": me.pid, "started": me.create_time()}))
+
+
+def _owned_by_a_live_process(staging: Path) -> bool:
+    try:
+        owner = json.loads((staging / OWNER_FILE).read_text())
+        return psutil.Process(owner["pid"]).create_time() == owner["started"]
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return False  # no owner file (a save cut before it, or an older version) or owner dead
+
+
+def sweep_staged(parent: str | Path, pattern: str) -> list[tuple[Path, int]]:
+    """Remove the staging folders matching `pattern` in `parent` that no live process owns,
+    the leftovers of a save killed mid-way; returns each one with the bytes it held."""
+    parent, swept = Path(parent), []
+    for folder in sorted(parent.glob(pattern)) if parent.is_dir() else []:
+        if folder.is_dir() and not folder.is_symlink() and not _owned_by_a_live_process(folder):
+            _put_back_old(folder)
+            size = sum(p.lstat().st_size for p in folder.rglob("*"))
+            shutil.rmtree(folder, ignore_errors=True)
+            swept.append((folder, size))
+    return swept
+
+
+def _put_back_old(staging: Path) -> None:
+    # Killed between moving the old folder aside and renaming the new one in: the old one is
+    # the only copy, so it goes back to its name instead of being swept.
+    out = staging.parent / staging.name[1:].rsplit(".", 1)[0]
+    if (staging / "old").is_dir() and not out.exists():
+        (staging / "old").rename(out)
 
 
 def fsync_dir(folder: str | Path) -> None:

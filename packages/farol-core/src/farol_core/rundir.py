@@ -14,12 +14,16 @@ all of them go through RunDir, so a file name or a check on a checkpoint lives h
       eval/                       report.json, .csv, .md and plots/
 """
 
+import functools
 import json
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
+
+from farol_core.config import load_schema
 from farol_core.io import read_log, sha256_file
 
 ADAPTER_FILE = "adapters.safetensors"
@@ -117,8 +121,8 @@ class RunDir:
 
     def _verified(self, folder: Path, warn) -> Checkpoint | None:
         problem = verify(folder)
+        state, problem = (None, problem) if problem else read_state(folder)
         if problem is None:
-            state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
             return Checkpoint(folder, state)
         warn(f"warning: skipping checkpoint {folder.name}: {problem}")
         return None
@@ -194,3 +198,25 @@ def verify(folder: Path) -> str | None:
         if fingerprint(path) != expected:
             return f"{name} does not match its checksum"
     return None
+
+
+def read_state(folder: Path) -> tuple[dict | None, str | None]:
+    """(trainer state, None), or (None, what is wrong). A state can match its checksum and
+    still be wrong (edited by hand, written by a buggy version): the schema catches it before
+    resuming would fail half-way with a TypeError."""
+    try:
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        return None, f"{STATE_FILE} is unreadable ({e})"
+    error = jsonschema.exceptions.best_match(_state_validator().iter_errors(state))
+    if error is not None:
+        where = "/".join(map(str, error.absolute_path)) or "the top level"
+        return None, f"{STATE_FILE} is invalid at {where}: {error.message}"
+    if folder.name != f"step-{state['step']:07d}":
+        return None, f"{STATE_FILE} says step {state['step']}, the folder {folder.name}"
+    return state, None
+
+
+@functools.cache
+def _state_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(load_schema("trainer_state"))

@@ -72,10 +72,21 @@ def parse_line(data: bytes) -> dict | Bad:
                    data.decode("utf-8", errors="backslashreplace").rstrip("\r\n"))
     try:
         obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        return Bad(f"not valid JSON ({e.msg} at column {e.colno})", line.rstrip("\r\n"))
+    except (ValueError, RecursionError) as e:
+        return Bad(f"not valid JSON ({_why(e)})", line.rstrip("\r\n"))
     return obj if isinstance(obj, dict) else Bad(
         f"expected a JSON object, got {type(obj).__name__}", line.rstrip("\r\n"))
+
+
+def _why(error: Exception, in_array: bool = False) -> str:
+    """A short reason for any error `json` raises: a syntax error, a number too long to
+    convert (Python's 4300-digit limit) or nesting deeper than the interpreter's stack."""
+    if isinstance(error, json.JSONDecodeError):
+        where = f"line {error.lineno}" if in_array else f"column {error.colno}"
+        return f"{error.msg} at {where}"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return str(error).split(";")[0] or type(error).__name__
 
 
 def _json_array(path: Path, data: bytes,
@@ -106,8 +117,8 @@ def _array_items(path: Path, text: str) -> Iterator[tuple[str, int, object]]:
         line, counted = line + text.count("\n", counted, pos), pos
         try:
             item, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            yield str(path), line, Bad(f"not valid JSON ({e.msg} at line {e.lineno}); "
+        except (ValueError, RecursionError) as e:
+            yield str(path), line, Bad(f"not valid JSON ({_why(e, in_array=True)}); "
                                        "the rest of the array can't be read", text[pos:])
             return
         yield str(path), line, item if isinstance(item, dict) else Bad(

@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 import mlx.core as mx
-from farol_core.errors import FarolError
-from farol_core.io import fsync_dir, staged_dir, write_json
+from farol_core.errors import FarolError, disk_full
+from farol_core.io import fsync_dir, staged_dir, sweep_staged, write_json
 from farol_core.rundir import (
     ADAPTER_CONFIG,
     ADAPTER_FILE,
@@ -40,10 +40,19 @@ def save_adapter(model, folder: Path, adapter_config: dict) -> Path:
         write_json(folder / ADAPTER_CONFIG, adapter_config)
     except (OSError, RuntimeError) as e:  # mlx reports a failed write as RuntimeError
         tmp.unlink(missing_ok=True)
-        raise FarolError(f"could not save the adapter in {folder}: {e}",
+        raise FarolError(f"could not save the adapter in {folder}: {_why_not_saved(e)}",
                          hint="free disk space; the run's checkpoints are intact and the "
                               "same command resumes from the newest") from None
     return folder / ADAPTER_FILE
+
+
+def _why_not_saved(error: Exception) -> str:
+    # mlx's writer reports a full disk as a RuntimeError without errno ("Unable to write").
+    if isinstance(error, OSError) and disk_full(error):
+        return str(disk_full(error).message)
+    if isinstance(error, RuntimeError) and "Unable to write" in str(error):
+        return f"no space left on the disk, or it failed ({error})"
+    return str(error)
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
@@ -62,7 +71,7 @@ def save_checkpoint(run_dir: Path, model, optimizer, adapter_config: dict, state
     except (OSError, RuntimeError) as e:  # mlx reports a failed write as RuntimeError
         previous = latest_step_name(run_dir)
         raise FarolError(
-            f"could not save the checkpoint for step {state['step']}: {e}",
+            f"could not save the checkpoint for step {state['step']}: {_why_not_saved(e)}",
             hint=f"free disk space; the previous checkpoint ({previous or 'none'}) is intact "
                  "and the run resumes from it",
         ) from None
@@ -92,6 +101,19 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return RunDir(run_dir).checkpoints()
 
 
+def sweep_staging(run_dir: Path, log=print) -> int:
+    """Remove `checkpoints/.step-*` folders left by a save that was killed mid-way (they can
+    hold gigabytes of a 7B run) unless a live process is still writing them; says how much
+    it freed and returns the bytes."""
+    swept = sweep_staged(RunDir(run_dir).checkpoints_dir, ".step-*")
+    freed = sum(size for _, size in swept)
+    if swept:
+        names = ", ".join(folder.name for folder, _ in swept)
+        log(f"removed {len(swept)} unfinished checkpoint save(s) left by a killed run "
+            f"({names}): freed {freed / 1e6:.1f} MB")
+    return freed
+
+
 def latest_step_name(run_dir: Path) -> str | None:
     return RunDir(run_dir).newest_name()
 
@@ -99,6 +121,7 @@ def latest_step_name(run_dir: Path) -> str | None:
 def load_latest(run_dir: Path, warn=print) -> Checkpoint | None:
     """The newest checkpoint that passes verification (see RunDir.latest)."""
     return RunDir(run_dir).latest(warn)
+
 
 
 def restore(checkpoint: Checkpoint, model, optimizer):

@@ -152,6 +152,8 @@ class Trainer:
     def _resume_or_start(self, fresh: bool) -> int:
         self._open_logs()
         self.pending = {"grad": None}
+        if self.main:
+            ckpt.sweep_staging(self.run_dir, self.log)
         found = None if fresh or not self.main else ckpt.load_latest(self.run_dir, warn=self.log)
         if found is not None:
             check_compatible(self.cfg, self.rundir.config, self.log)
