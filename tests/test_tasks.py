@@ -281,3 +281,66 @@ def test_a_distributed_train_is_waited_for_through_ctrl_c():
         assert tasks._wait_through_ctrl_c(proc) == 7
     finally:
         signal.signal(signal.SIGALRM, previous)
+
+
+# --- without --run, the tasks follow the newest run, and say so ---
+
+
+def _aged_run(runs, name, seconds_ago):
+    """runs/<name>/ with a config, a one-row metrics.jsonl and an adapter, last written
+    `seconds_ago`; the folder names sort the other way round from their age."""
+    import os
+    import time
+
+    run = _run(runs, name, str(tasks.TINY_4BIT))
+    row = {"step": 10, "epoch": 1.0, "train_loss": 2.0, "val_loss": 2.5, "val_step": 10,
+           "learning_rate": 1e-5, "tokens_per_second": 100.0, "iterations_per_second": 1.0,
+           "trained_tokens": 1000, "peak_memory_gb": 0.1, "wall_time_s": 10.0}
+    (run / "metrics.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    (run / "adapters.safetensors").write_bytes(b"")
+    when = time.time() - seconds_ago
+    for path in [*run.iterdir(), run]:
+        os.utime(path, (when, when))
+    return run
+
+
+@pytest.mark.parametrize("task, extra", [("plots", {}), ("monitor", {"once": True})])
+def test_without_run_the_newest_run_is_used_and_named(task, extra, tmp_path, monkeypatch,
+                                                      capsys):
+    # Before, --run defaulted to demo: after training your own run, a forgotten --run plotted
+    # or followed the demo (or failed on a machine that never ran it).
+    monkeypatch.setattr(tasks, "RUNS", tmp_path / "runs")
+    _aged_run(tmp_path / "runs", "a-newer", 10)
+    _aged_run(tmp_path / "runs", "demo", 3600)
+    out = {"plots": {"out": str(tmp_path / "charts")}}.get(task, {})
+    getattr(tasks, task)(Context(), **extra, **out)
+    assert "run: a-newer (the newest" in capsys.readouterr().out
+    if task == "plots":
+        assert (tmp_path / "charts" / "dashboard.png").is_file()
+
+
+@pytest.mark.parametrize("task", ["evaluate", "plots", "monitor"])
+def test_without_run_and_with_no_runs_is_one_clear_line(task, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tasks, "RUNS", tmp_path / "runs")
+    with pytest.raises(SystemExit) as exit:
+        getattr(tasks, task)(Context())
+    assert exit.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no runs in {tmp_path / 'runs'} yet") and "Traceback" not in err
+
+
+def test_ask_without_options_uses_the_newest_runs_adapter(tmp_path, monkeypatch, capsys):
+    # Before, ask took runs/demo's adapter whenever one existed, whatever run was trained since.
+    monkeypatch.setattr(tasks, "RUNS", tmp_path)
+    newest = _aged_run(tmp_path, "meu-farense", 10)
+    _aged_run(tmp_path, "demo", 3600)
+    tasks.ask(_dry(), "Quem?")
+    out, err = capsys.readouterr()
+    assert f"--adapter-path {newest}" in out and "run meu-farense" in err
+
+
+def test_ask_with_no_runs_says_it_answers_with_the_base_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tasks, "RUNS", tmp_path)
+    tasks.ask(_dry(), "Quem?")
+    out, err = capsys.readouterr()
+    assert "--adapter-path" not in out and "no trained run" in err
