@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from farol_core.errors import FarolError, exit_on_error
-from invoke import Task, task
+from invoke import Argument, Task, task
 
 ROOT = Path(__file__).resolve().parent
 TINY = ROOT / "models" / "tiny-mistral"
@@ -25,6 +25,29 @@ RUNS = ROOT / "runs"
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
 BIN = Path(sys.executable).parent
 NODE_CLIENT = ROOT / "packages" / "farol-bridge" / "node"
+
+
+# Options that take a whole number: --help says INT, and _int reads them (see there).
+WHOLE_NUMBERS = {"bits", "group_size", "seed", "iters", "np", "samples", "max_tokens",
+                 "questions", "rounds", "passes"}
+
+
+class _WholeNumber(Argument):
+    """Shown as INT in --help, handed over as typed: Invoke's own cast of a bad value ends
+    in a traceback, _int's in one line."""
+
+    def set_value(self, value, cast=True):
+        super().set_value(value, cast=False)
+
+
+class _Typed(Task):
+    """A task whose whole-number options are _WholeNumber arguments."""
+
+    def get_arguments(self, ignore_unknown_help=None):
+        return [_WholeNumber(names=a.names, kind=int, default=a.default, help=a.help,
+                             positional=a.positional, optional=a.optional,
+                             attr_name=a.attr_name) if a.name in WHOLE_NUMBERS else a
+                for a in super().get_arguments(ignore_unknown_help)]
 
 
 @task(help={"out": "Output folder (default: models/tiny-mistral).",
@@ -39,7 +62,8 @@ def tiny_model(c, out=str(TINY), force=False):
     print(f"tiny model: {path}")
 
 
-@task(help={"model": "Hugging Face layout folder or Hub id (default: models/tiny-mistral).",
+@task(klass=_Typed,
+      help={"model": "Hugging Face layout folder or Hub id (default: models/tiny-mistral).",
             "out": "Output folder (default: models/tiny-mistral-4bit).",
             "bits": "Bits per weight: 2, 3, 4, 5, 6 or 8 (default: 4).",
             "group_size": "Quantization group size: 32, 64 or 128 (default: 64).",
@@ -54,7 +78,7 @@ def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits="4", group_size="64", 
     print(f"quantized model: {path}")
 
 
-@task(iterable=["input"], help={"input": "Q&A file (repeatable).",
+@task(klass=_Typed, iterable=["input"], help={"input": "Q&A file (repeatable).",
                                 "biographies": "Biographies folder (default: the sample's, "
                                                "only when no --input is given).",
                                 "out": "Output folder (default: data/processed).",
@@ -77,7 +101,7 @@ def prepare(c, input=None, biographies=None, out=str(PROCESSED), config=None,
                          tokenizer=tokenizer)
 
 
-class _KeepsHelpFlag(Task):
+class _KeepsHelpFlag(_Typed):
     """A task whose options leave -h alone: Invoke would give it to the first option that
     starts with h (--hosts), and `invoke train -h` then asked for a host list, not for help."""
 
@@ -120,7 +144,8 @@ def train(c, config=None, model=None, data=None, run=None, iters=None, seed=None
           f"adapter in {result.run_dir}")
 
 
-@task(name="eval", help={"run": "Run name (default: the newest run, by its last write).",
+@task(klass=_Typed, name="eval",
+      help={"run": "Run name (default: the newest run, by its last write).",
                          "samples": "Answers printed in the summary (default: the run "
                                     "config's eval.samples).",
                          "max_tokens": "Tokens per answer (default: the run config's "
@@ -143,7 +168,7 @@ def evaluate(c, run=None, samples=None, max_tokens=None, questions=None, base_on
     print(f"eval report: {RUNS / run / 'eval'}/report.{{json,csv,md}}")
 
 
-@task(help={"question": "The question.",
+@task(klass=_Typed, help={"question": "The question.",
             "model": "Model folder (default: the model the --adapter run trained on, else "
                      "models/tiny-mistral-4bit).",
             "adapter": "Adapter folder, e.g. runs/<name> (default: the newest run's when no "
@@ -411,7 +436,7 @@ BENCH_RESULTS = BENCH / "results"
 BENCH_SCHEMA = BENCH / "results.schema.json"
 
 
-@task(help={"shape": "Model shape: tiny or mistral-7b (default: tiny).",
+@task(klass=_Typed, help={"shape": "Model shape: tiny or mistral-7b (default: tiny).",
             "model": "Benchmark this model folder instead of a shape (default: none).",
             "rounds": "Timed repeats per benchmark (default: 5).",
             "args": "Extra pytest arguments (default: none)."})
@@ -460,7 +485,7 @@ def bench_plot(c, out=str(BENCH_RESULTS / "tokens_per_s.png")):
     print(f"plot of {len(docs)} runs: {plot.plot(docs, out)}")
 
 
-@task(help={"mlx": "mlx version to try.", "mlx_lm": "mlx-lm version to try.",
+@task(klass=_Typed, help={"mlx": "mlx version to try.", "mlx_lm": "mlx-lm version to try.",
             "threshold": "Largest tolerated slowdown, as a fraction or a percentage "
                          "(default: 0.10).",
             "rounds": "Timed repeats per benchmark (default: 3).",

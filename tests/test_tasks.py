@@ -57,8 +57,22 @@ def test_no_task_lets_invoke_parse_a_number():
     # "--threshold x") then dies in its parser with a traceback before the task runs.
     collection = Collection.from_module(tasks)
     typed = [(name, a.name) for name in collection.task_names
-             for a in collection[name].get_arguments() if a.kind in (int, float)]
+             for a in collection[name].get_arguments()
+             if a.kind in (int, float) and not isinstance(a, tasks._WholeNumber)]
     assert typed == []
+
+
+def test_whole_number_options_say_int_in_help_and_still_fail_in_one_line(capsys):
+    # Before, every number showed as STRING in `invoke --help quantize`.
+    program = Program(namespace=Collection.from_module(tasks))
+    for name, option in (("quantize", "--bits"), ("eval", "--questions"), ("train", "--iters"),
+                         ("bench", "--rounds"), ("ask", "--max-tokens")):
+        program.run(["invoke", "--help", name], exit=False)
+        assert f"{option}=INT" in capsys.readouterr().out, name
+    with pytest.raises(SystemExit) as exit:
+        program.run(["invoke", "train", "--iters", "many"], exit=False)
+    assert exit.value.code == 1
+    assert capsys.readouterr().err.startswith("error: --iters must be a whole number")
 
 
 @pytest.mark.parametrize("task, options, message", [
