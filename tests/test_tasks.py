@@ -358,3 +358,53 @@ def test_ask_with_no_runs_says_it_answers_with_the_base_model(tmp_path, monkeypa
     tasks.ask(_dry(), "Quem?")
     out, err = capsys.readouterr()
     assert "--adapter-path" not in out and "no trained run" in err
+
+
+# --- invoke prepare says what it replaces, names its tokenizer, keeps the user's paths out ---
+
+
+def _qa_file(path, rows=20):
+    lines = tasks.SAMPLE_QA.read_text(encoding="utf-8").splitlines()[:rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_prepare_says_what_the_folder_it_replaces_held(tmp_path, capsys):
+    # Before, a second prepare replaced data/processed without a word.
+    qa = _qa_file(tmp_path / "mine.jsonl")
+    tasks.prepare(Context(), input=[str(qa)], out=str(tmp_path / "out"))
+    assert "replaced" not in capsys.readouterr().out
+    held = json.loads((tmp_path / "out" / "report.json").read_text())["splits"]
+    _qa_file(qa, rows=12)
+    tasks.prepare(Context(), input=[str(qa)], out=str(tmp_path / "out"))
+    flat = " ".join(capsys.readouterr().out.split())
+    assert f"replaced {tmp_path / 'out'}: it held train {held['train']}, valid " in flat
+
+
+def test_prepared_records_name_their_source_without_the_users_folders(tmp_path, tiny_model,
+                                                                       capsys):
+    # Before, every training record carried "/home/<user>/.../mine.jsonl:3".
+    (tmp_path / "deep" / "folder").mkdir(parents=True)
+    qa = _qa_file(tmp_path / "deep" / "folder" / "mine.jsonl")
+    tasks.prepare(Context(), input=[str(qa)], out=str(tmp_path / "out"),
+                  tokenizer=str(tiny_model))
+    text = "".join((tmp_path / "out" / f"{s}.jsonl").read_text(encoding="utf-8")
+                   for s in ("train", "valid", "test"))
+    assert str(tmp_path) not in text
+    sources = [json.loads(line)["source"] for line in text.splitlines()]
+    assert sources and all(s.startswith("mine.jsonl:") for s in sources)
+    flat = "".join(c for c in capsys.readouterr().out if c.isalnum())  # the table may wrap
+    assert "countedwiththetokenizerof" + "".join(c for c in str(tiny_model) if c.isalnum()) \
+        in flat
+
+
+def test_a_json_line_cut_at_its_end_names_the_column_of_the_break(tmp_path):
+    # Before: "Expecting ',' delimiter at column 1", for a break at the line's end.
+    qa = _qa_file(tmp_path / "mine.jsonl")
+    cut = '{"instruction": "Quem fundou o clube?", "output": "Foi fundado em 1910"'
+    with qa.open("a", encoding="utf-8") as f:
+        f.write(cut + "\n")
+    tasks.prepare(Context(), input=[str(qa)], out=str(tmp_path / "out"))
+    rejects = (tmp_path / "out" / "rejects.jsonl").read_text(encoding="utf-8").splitlines()
+    reason = next(json.loads(r)["reason"] for r in rejects if "Foi fundado em 1910" in r)
+    assert reason == f"not valid JSON (Expecting ',' delimiter at column {len(cut) + 1})"

@@ -70,12 +70,13 @@ def parse_line(data: bytes) -> dict | Bad:
     except UnicodeDecodeError as e:
         return Bad(f"not UTF-8 text (byte 0x{data[e.start]:02x} at column {e.start + 1})",
                    data.decode("utf-8", errors="backslashreplace").rstrip("\r\n"))
+    line = line.rstrip("\r\n")  # parsed with its newline, a break at the end said "column 1"
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
-        return Bad(f"not valid JSON ({e.msg} at column {e.colno})", line.rstrip("\r\n"))
+        return Bad(f"not valid JSON ({e.msg} at column {e.colno})", line)
     return obj if isinstance(obj, dict) else Bad(
-        f"expected a JSON object, got {type(obj).__name__}", line.rstrip("\r\n"))
+        f"expected a JSON object, got {type(obj).__name__}", line)
 
 
 def _json_array(path: Path, data: bytes,
