@@ -408,3 +408,20 @@ def test_a_json_line_cut_at_its_end_names_the_column_of_the_break(tmp_path):
     rejects = (tmp_path / "out" / "rejects.jsonl").read_text(encoding="utf-8").splitlines()
     reason = next(json.loads(r)["reason"] for r in rejects if "Foi fundado em 1910" in r)
     assert reason == f"not valid JSON (Expecting ',' delimiter at column {len(cut) + 1})"
+
+
+def test_prepare_counts_the_records_whose_text_was_repaired_by_kind(tmp_path, capsys):
+    # Before, repairs were silent: a user could not tell cleaning from damage in their data.
+    rows = [("Quem foi o melhor marcador do Farense?", "Foi Hassan Nader, com muitos golos."),
+            ("O que é o Estádio São Luís?", "O estádio do Farense &amp; da cidade de Faro."),
+            ("Qual é a visÃ£o do clube?", "Crescer com a formação e os sócios do Farense."),
+            ("Quando   subiu o clube?", "Subiu à primeira divisão em 1990 com Paco Fortes."),
+            ("Onde fica Faro?", "Faro fica no Algarve,\u200b no sul de Portugal.")]
+    qa = tmp_path / "mine.jsonl"
+    qa.write_text("".join(json.dumps({"instruction": q, "output": a}, ensure_ascii=False) + "\n"
+                          for q, a in rows), encoding="utf-8")
+    tasks.prepare(Context(), input=[str(qa)], out=str(tmp_path / "out"))
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["repaired"] == {"html_entities": 1, "mojibake": 1, "whitespace": 1,
+                                  "control_characters": 1}
+    assert "textrepaired" in "".join(c for c in capsys.readouterr().out if c.isalnum())

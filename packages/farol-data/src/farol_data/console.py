@@ -58,6 +58,9 @@ def summary_table(report: dict, out_dir: Path) -> Table:
                                 f"{report['near_duplicates']} near")
     if report["capped"]:
         table.add_row("over category cap", f"{report['capped']} (in rejects.jsonl)")
+    if report["repaired"]:
+        table.add_row("text repaired", ", ".join(f"{k} {v}" for k, v in report["repaired"].items())
+                      + " (records)")
     table.add_row("splits", ", ".join(f"{k} {v}" for k, v in report["splits"].items()))
     fw = report["diversity"]["first_word"]
     flag = " [bold red]above the limit[/]" if fw["flagged"] else ""

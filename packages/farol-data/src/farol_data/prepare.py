@@ -20,7 +20,7 @@ from farol_core.model import load_tokenizer
 
 from farol_data.balance import cap_per_category
 from farol_data.biographies import biography_files, biography_records
-from farol_data.clean import clean_text, count_urls, word_count
+from farol_data.clean import clean_text, count_urls, repair_kinds, word_count
 from farol_data.dedup import NearDuplicates, answer_key, fingerprint
 from farol_data.formats import RecordError, map_fields, to_messages
 from farol_data.report import build_report, write_outputs
@@ -54,6 +54,7 @@ class Tally:
     records: Spool = field(default_factory=Spool)
     rejects: Spool = field(default_factory=Spool)
     reasons: Counter = field(default_factory=Counter)
+    repairs: Counter = field(default_factory=Counter)  # records with each kind of repair
     duplicates: list[dict] = field(default_factory=list)
     seen: dict[bytes, str] = field(default_factory=dict)
     first_reject: dict | None = None
@@ -145,7 +146,7 @@ def collect(records: Iterator[tuple[str, int, object]], cfg: dict,
     threshold = cfg["near_duplicate_threshold"]
     near = NearDuplicates(threshold) if threshold is not None else None
     for source, line, raw in records:
-        outcome = accept(source, line, raw, cfg, root)
+        outcome = accept(source, line, raw, cfg, root, tally.repairs)
         if isinstance(outcome, str):
             tally.reject(_reject(source, line, outcome, raw))
         elif not _is_duplicate(tally, near, outcome[1]):
@@ -191,10 +192,10 @@ def _relative(source: str, root: Path | None) -> str:
         return Path(source).name
 
 
-def accept(source: str, line: int, raw: object, cfg: dict,
-           root: Path | None = None) -> tuple[str, dict] | str:
+def accept(source: str, line: int, raw: object, cfg: dict, root: Path | None = None,
+           repairs: Counter | None = None) -> tuple[str, dict] | str:
     """(format, clean record) or the reason for rejecting it; the record's source is
-    relative to `root` when one is given."""
+    relative to `root` when one is given, and `repairs` counts the kinds of repair made."""
     if isinstance(raw, Bad):
         return raw.reason
     record = map_fields(raw, cfg["field_map"])
@@ -202,6 +203,8 @@ def accept(source: str, line: int, raw: object, cfg: dict,
         fmt, messages = to_messages(record)
     except RecordError as e:
         return str(e)
+    if repairs is not None:  # each record counted once per kind of repair its text needed
+        repairs.update(set().union(*(repair_kinds(m["content"]) for m in messages)))
     messages = [{"role": m["role"], "content": clean_text(m["content"])} for m in messages]
     # The schema saw a character; cleaning may remove it (a zero-width space, "&nbsp;").
     empty = next((m["role"] for m in messages if not m["content"]), None)
