@@ -78,15 +78,15 @@ def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits="4", group_size="64", 
     print(f"quantized model: {path}")
 
 
-@task(klass=_Typed, iterable=["input"], help={"input": "Q&A file (repeatable).",
-                                "biographies": "Biographies folder (default: the sample's, "
-                                               "only when no --input is given).",
-                                "out": "Output folder (default: data/processed).",
-                                "config": "Data config file (default: the built-in "
-                                          "defaults).",
-                                "seed": "Split seed (default: the data config's, 0).",
-                                "tokenizer": "Model folder whose tokenizer counts tokens "
-                                             "(default: the tiny model when it exists)."})
+@task(klass=_Typed, iterable=["input"],
+      help={"input": "Q&A file (repeatable).",
+            "biographies": "Biographies folder (default: the sample's, only when no --input "
+                           "is given).",
+            "out": "Output folder (default: data/processed).",
+            "config": "Data config file (default: the built-in defaults).",
+            "seed": "Split seed (default: the data config's, 0).",
+            "tokenizer": "Model folder whose tokenizer counts tokens (default: the tiny model "
+                         "when it exists)."})
 @exit_on_error
 def prepare(c, input=None, biographies=None, out=str(PROCESSED), config=None,
             seed=None, tokenizer=None):
@@ -146,13 +146,12 @@ def train(c, config=None, model=None, data=None, run=None, iters=None, seed=None
 
 @task(klass=_Typed, name="eval",
       help={"run": "Run name (default: the newest run, by its last write).",
-                         "samples": "Answers printed in the summary (default: the run "
-                                    "config's eval.samples).",
-                         "max_tokens": "Tokens per answer (default: the run config's "
-                                       "eval.max_tokens).",
-                         "questions": "Test questions to score, -1 for all (default: the run "
-                                      "config's eval.questions).",
-                         "base_only": "Evaluate the base model alone."})
+            "samples": "Answers printed in the summary (default: the run config's "
+                       "eval.samples).",
+            "max_tokens": "Tokens per answer (default: the run config's eval.max_tokens).",
+            "questions": "Test questions to score, -1 for all (default: the run config's "
+                         "eval.questions).",
+            "base_only": "Evaluate the base model alone."})
 @exit_on_error
 def evaluate(c, run=None, samples=None, max_tokens=None, questions=None, base_only=False):
     """Evaluate base against tuned: loss, perplexity, exact match, token F1, ROUGE-L with CIs."""
@@ -168,7 +167,8 @@ def evaluate(c, run=None, samples=None, max_tokens=None, questions=None, base_on
     print(f"eval report: {RUNS / run / 'eval'}/report.{{json,csv,md}}")
 
 
-@task(klass=_Typed, help={"question": "The question.",
+@task(klass=_Typed,
+      help={"question": "The question.",
             "model": "Model folder (default: the model the --adapter run trained on, else "
                      "models/tiny-mistral-4bit).",
             "adapter": "Adapter folder, e.g. runs/<name> (default: the newest run's when no "
