@@ -4,6 +4,7 @@ Run `invoke --list` for the list and `invoke --help TASK` for a task's options. 
 to the embedded sample, relative to this file, so the tasks work from any folder of the repo.
 """
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from farol_core.errors import FarolError, exit_on_error
 from farol_core.rundir import RunDir
-from invoke import Task, task
+from invoke import Argument, Task, task
 
 ROOT = Path(__file__).resolve().parent
 TINY = ROOT / "models" / "tiny-mistral"
@@ -25,6 +26,29 @@ RUNS = ROOT / "runs"
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
 BIN = Path(sys.executable).parent
 NODE_CLIENT = ROOT / "packages" / "farol-bridge" / "node"
+
+
+# Options that take a whole number: --help says INT, and _int reads them (see there).
+WHOLE_NUMBERS = {"bits", "group_size", "seed", "iters", "np", "samples", "max_tokens",
+                 "questions", "rounds", "passes"}
+
+
+class _WholeNumber(Argument):
+    """Shown as INT in --help, handed over as typed: Invoke's own cast of a bad value ends
+    in a traceback, _int's in one line."""
+
+    def set_value(self, value, cast=True):
+        super().set_value(value, cast=False)
+
+
+class _Typed(Task):
+    """A task whose whole-number options are _WholeNumber arguments."""
+
+    def get_arguments(self, ignore_unknown_help=None):
+        return [_WholeNumber(names=a.names, kind=int, default=a.default, help=a.help,
+                             positional=a.positional, optional=a.optional,
+                             attr_name=a.attr_name) if a.name in WHOLE_NUMBERS else a
+                for a in super().get_arguments(ignore_unknown_help)]
 
 
 @task(help={"out": "Output folder (default: models/tiny-mistral).",
@@ -39,7 +63,8 @@ def tiny_model(c, out=str(TINY), force=False):
     print(f"tiny model: {path}")
 
 
-@task(help={"model": "Hugging Face layout folder or Hub id (default: models/tiny-mistral).",
+@task(klass=_Typed,
+      help={"model": "Hugging Face layout folder or Hub id (default: models/tiny-mistral).",
             "out": "Output folder (default: models/tiny-mistral-4bit).",
             "bits": "Bits per weight: 2, 3, 4, 5, 6 or 8 (default: 4).",
             "group_size": "Quantization group size: 32, 64 or 128 (default: 64).",
@@ -58,15 +83,15 @@ def quantize(c, model=str(TINY), out=str(TINY_4BIT), bits="4", group_size="64", 
     print(f"quantized model: {path}")
 
 
-@task(iterable=["input"], help={"input": "Q&A file (repeatable).",
-                                "biographies": "Biographies folder (default: the sample's, "
-                                               "only when no --input is given).",
-                                "out": "Output folder (default: data/processed).",
-                                "config": "Data config file (default: the built-in "
-                                          "defaults).",
-                                "seed": "Split seed (default: the data config's, 0).",
-                                "tokenizer": "Model folder whose tokenizer counts tokens "
-                                             "(default: the tiny model when it exists)."})
+@task(klass=_Typed, iterable=["input"],
+      help={"input": "Q&A file (repeatable).",
+            "biographies": "Biographies folder (default: the sample's, only when no --input "
+                           "is given).",
+            "out": "Output folder (default: data/processed).",
+            "config": "Data config file (default: the built-in defaults).",
+            "seed": "Split seed (default: the data config's, 0).",
+            "tokenizer": "Model folder whose tokenizer counts tokens (default: the tiny model "
+                         "when it exists)."})
 @exit_on_error
 def prepare(c, input=None, biographies=None, out=str(PROCESSED), config=None,
             seed=None, tokenizer=None):
@@ -81,7 +106,7 @@ def prepare(c, input=None, biographies=None, out=str(PROCESSED), config=None,
                          tokenizer=tokenizer)
 
 
-class _KeepsHelpFlag(Task):
+class _KeepsHelpFlag(_Typed):
     """A task whose options leave -h alone: Invoke would give it to the first option that
     starts with h (--hosts), and `invoke train -h` then asked for a host list, not for help."""
 
@@ -124,44 +149,47 @@ def train(c, config=None, model=None, data=None, run=None, iters=None, seed=None
           f"adapter in {result.run_dir}")
 
 
-@task(name="eval", help={"run": "Run name (default: demo).",
-                         "samples": "Answers printed in the summary (default: the run "
-                                    "config's eval.samples).",
-                         "max_tokens": "Tokens per answer (default: the run config's "
-                                       "eval.max_tokens).",
-                         "questions": "Test questions to score, -1 for all (default: the run "
-                                      "config's eval.questions).",
-                         "base_only": "Evaluate the base model alone."})
+@task(klass=_Typed, name="eval",
+      help={"run": "Run name (default: the newest run, by its last write).",
+            "samples": "Answers printed in the summary (default: the run config's "
+                       "eval.samples).",
+            "max_tokens": "Tokens per answer (default: the run config's eval.max_tokens).",
+            "questions": "Test questions to score, -1 for all (default: the run config's "
+                         "eval.questions).",
+            "base_only": "Evaluate the base model alone."})
 @exit_on_error
-def evaluate(c, run="demo", samples=None, max_tokens=None, questions=None, base_only=False):
+def evaluate(c, run=None, samples=None, max_tokens=None, questions=None, base_only=False):
     """Evaluate base against tuned: loss, perplexity, exact match, token F1, ROUGE-L with CIs."""
     from farol_eval import evaluate as run_evaluate
     from farol_eval.evaluate import summary_lines
 
-    report = run_evaluate(RUNS / run, samples=_int(samples, "samples", 0),
-                          max_tokens=_int(max_tokens, "max-tokens", 1),
-                          questions=_int(questions, "questions", -1), base_only=base_only)
+    numbers = {"samples": _int(samples, "samples", 0),
+               "max_tokens": _int(max_tokens, "max-tokens", 1),
+               "questions": _int(questions, "questions", -1)}
+    run = _run_dir(run).name
+    report = run_evaluate(RUNS / run, **numbers, base_only=base_only)
     print("\n".join(summary_lines(report)))
     print(f"eval report: {RunDir.of(RUNS, run).eval_dir}/report.{{json,csv,md}}")
 
 
-@task(help={"question": "The question.",
+@task(klass=_Typed,
+      help={"question": "The question.",
             "model": "Model folder (default: the model the --adapter run trained on, else "
                      "models/tiny-mistral-4bit).",
-            "adapter": "Adapter folder, e.g. runs/<name> (default: runs/demo when it exists "
-                       "and no --model is given; none otherwise).",
+            "adapter": "Adapter folder, e.g. runs/<name> (default: the newest run's when no "
+                       "--model is given; none otherwise).",
             "max_tokens": "Longest answer, in tokens (default: the bridge config's, 256)."})
 @exit_on_error
 def ask(c, question, model=None, adapter=None, max_tokens=None):
     """Answer one question through farol-ask and print its JSON, as the bot sees it."""
     from farol_core.model import recorded_base
 
-    if model is None and adapter is None and RunDir.of(RUNS, "demo").adapter.exists():
-        adapter = str(RUNS / "demo")  # the demo adapter belongs to the tiny model only
+    max_tokens = _int(max_tokens, "max-tokens", 1)
+    if model is None and adapter is None:  # a run's adapter fits its own base model only
+        adapter = _newest_adapter()
     model = model or (recorded_base(adapter) if adapter else None) or str(TINY_4BIT)
     cmd = [str(BIN / "farol-ask"), question, "--model", model]
     cmd += ["--adapter-path", adapter] if adapter else []
-    max_tokens = _int(max_tokens, "max-tokens", 1)
     c.run(shlex.join(cmd + (["--max-tokens", str(max_tokens)] if max_tokens is not None
                             else [])))
 
@@ -176,12 +204,12 @@ def demo(c):
         quantize(c)
     prepare(c)
     train(c, fresh=True)
-    evaluate(c)
-    plots(c)
+    evaluate(c, run="demo")
+    plots(c, run="demo")
     from farol_core.config import load_config
 
     answer_tokens = load_config("train", DEMO_CONFIG)["eval"]["max_tokens"]
-    ask(c, "Quem foi Hassan Nader?", max_tokens=answer_tokens)
+    ask(c, "Quem foi Hassan Nader?", adapter=str(RUNS / "demo"), max_tokens=answer_tokens)
     print("\nartifacts:")
     for label, path in (("base model", TINY), ("4-bit model", TINY_4BIT), ("data", PROCESSED),
                         ("run (config, metrics, adapter)", RUNS / "demo"),
@@ -216,10 +244,10 @@ def lint(c):
 # --- evaluation: charts and the live monitor ---
 
 
-@task(help={"run": "Run name (default: demo).",
+@task(help={"run": "Run name (default: the newest run, by its last write).",
             "out": "Chart folder (default: runs/<name>/eval/plots)."})
 @exit_on_error
-def plots(c, run="demo", out=None):
+def plots(c, run=None, out=None):
     """PNG charts of a run: training dashboard, loss analysis, base against tuned, checkpoints."""
     from farol_eval.plots import plot
 
@@ -227,11 +255,11 @@ def plots(c, run="demo", out=None):
         print(f"chart: {path}")
 
 
-@task(help={"run": "Run name (default: demo).",
+@task(help={"run": "Run name (default: the newest run, by its last write).",
             "refresh": "Seconds between redraws (default: 2).",
             "once": "Draw once and exit."})
 @exit_on_error
-def monitor(c, run="demo", refresh="2", once=False):
+def monitor(c, run=None, refresh="2", once=False):
     """Follow a training run live (loss sparkline, ETA, memory); Ctrl+C exits."""
     from farol_eval.monitor import monitor as run_monitor
 
@@ -242,8 +270,15 @@ def monitor(c, run="demo", refresh="2", once=False):
     run_monitor(_run_dir(run), refresh=seconds, max_updates=1 if once else None)
 
 
-def _run_dir(run: str) -> Path:
-    """runs/<run>, or a FarolError that lists the runs there are."""
+def _run_dir(run: str | None) -> Path:
+    """runs/<run>, or a FarolError that lists the runs there are. Without a name, the newest
+    run, named on stdout: a forgotten --run must not silently pick another run."""
+    if run is None:
+        newest = _newest_run()
+        if newest is None:
+            raise FarolError(f"no runs in {RUNS} yet", hint="train one with `invoke train`")
+        print(f"run: {newest.name} (the newest in {RUNS}; pick another with --run)")
+        return newest
     if not (RUNS / run).is_dir():
         raise FarolError(f"no run named {run!r} in {RUNS}",
                          hint=f"runs: {_run_names()}; start `invoke train` first")
@@ -289,11 +324,14 @@ def calibrate(c, grid="tiny", write=False, dtype=None, fresh=False):
 @task(help={"run": "Run name (default: demo).",
             "model": "Base model folder (default: the model the run trained on).",
             "out": "Output folder (default: models/<run>-fused).",
-            "gguf": "Also write OUT/model.gguf (float16).", "dequantize": "Float weights.",
+            "gguf": "Also write OUT/model.gguf and an Ollama OUT/Modelfile.",
+            "gguf_type": "GGUF weight type: f16, q8_0 or q4_0 (default: f16).",
+            "dequantize": "Float weights.",
             "force": "Replace an existing --out folder (the default folder is always "
                      "replaced)."})
 @exit_on_error
-def fuse(c, run="demo", model=None, out=None, gguf=False, dequantize=False, force=False):
+def fuse(c, run="demo", model=None, out=None, gguf=False, dequantize=False, force=False,
+         gguf_type="f16"):
     """Merge a run's adapter into its base model (and export GGUF with --gguf)."""
     from farol_eval.evaluate import run_config
     from farol_train.fuse import fuse as run_fuse
@@ -305,8 +343,11 @@ def fuse(c, run="demo", model=None, out=None, gguf=False, dequantize=False, forc
     force = force or out is None
     out = out or str(ROOT / "models" / f"{run}-fused")
     folder = run_fuse(model, RUNS / run, out, dequantize=dequantize,
-                      gguf="model.gguf" if gguf else None, force=force)
-    print(f"fused model: {folder}" + (f"; GGUF: {folder / 'model.gguf'}" if gguf else ""))
+                      gguf="model.gguf" if gguf else None, force=force, gguf_type=gguf_type)
+    print(f"fused model: {folder}")
+    if gguf:
+        print(f"GGUF: {(folder / 'model.gguf').resolve()}\n"
+              f"Ollama: ollama create {run} -f {(folder / 'Modelfile').resolve()}")
 
 
 # --- bridge ---
@@ -362,6 +403,33 @@ def _number(value, option: str, kind):
         raise FarolError(f"--{option} must be {what}, got {value!r}") from None
 
 
+def _newest_run() -> Path | None:
+    """The run folder (one with a config.json) written to last, or None."""
+    runs = [p for p in RUNS.glob("*") if RunDir(p).config.is_file()]
+    return max(runs, key=_last_write, default=None)
+
+
+def _last_write(folder: Path) -> float:
+    """The newest modification time of `folder` and what sits directly in it."""
+    times = [folder.stat().st_mtime]
+    for path in folder.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a temporary file a live run just renamed
+            times.append(path.stat().st_mtime)
+    return max(times)
+
+
+def _newest_adapter() -> str | None:
+    """The newest run's folder when it holds an adapter, said on stderr (stdout is the JSON)."""
+    newest = _newest_run()
+    if newest is None or not RunDir(newest).adapter.is_file():
+        print(f"ask: no trained run in {RUNS}; answering with the base model alone",
+              file=sys.stderr)
+        return None
+    print(f"ask: adapter of run {newest.name} (the newest; pick another with --adapter)",
+          file=sys.stderr)
+    return str(newest)
+
+
 def _run_names() -> str:
     names = sorted(p.name for p in RUNS.glob("*") if RunDir(p).config.is_file())
     return ", ".join(names) or "none yet"
@@ -373,7 +441,7 @@ BENCH_RESULTS = BENCH / "results"
 BENCH_SCHEMA = BENCH / "results.schema.json"
 
 
-@task(help={"shape": "Model shape: tiny or mistral-7b (default: tiny).",
+@task(klass=_Typed, help={"shape": "Model shape: tiny or mistral-7b (default: tiny).",
             "model": "Benchmark this model folder instead of a shape (default: none).",
             "rounds": "Timed repeats per benchmark (default: 5).",
             "args": "Extra pytest arguments (default: none)."})
@@ -422,7 +490,7 @@ def bench_plot(c, out=str(BENCH_RESULTS / "tokens_per_s.png")):
     print(f"plot of {len(docs)} runs: {plot.plot(docs, out)}")
 
 
-@task(help={"mlx": "mlx version to try.", "mlx_lm": "mlx-lm version to try.",
+@task(klass=_Typed, help={"mlx": "mlx version to try.", "mlx_lm": "mlx-lm version to try.",
             "threshold": "Largest tolerated slowdown, as a fraction or a percentage "
                          "(default: 0.10).",
             "rounds": "Timed repeats per benchmark (default: 3).",

@@ -57,8 +57,22 @@ def test_no_task_lets_invoke_parse_a_number():
     # "--threshold x") then dies in its parser with a traceback before the task runs.
     collection = Collection.from_module(tasks)
     typed = [(name, a.name) for name in collection.task_names
-             for a in collection[name].get_arguments() if a.kind in (int, float)]
+             for a in collection[name].get_arguments()
+             if a.kind in (int, float) and not isinstance(a, tasks._WholeNumber)]
     assert typed == []
+
+
+def test_whole_number_options_say_int_in_help_and_still_fail_in_one_line(capsys):
+    # Before, every number showed as STRING in `invoke --help quantize`.
+    program = Program(namespace=Collection.from_module(tasks))
+    for name, option in (("quantize", "--bits"), ("eval", "--questions"), ("train", "--iters"),
+                         ("bench", "--rounds"), ("ask", "--max-tokens")):
+        program.run(["invoke", "--help", name], exit=False)
+        assert f"{option}=INT" in capsys.readouterr().out, name
+    with pytest.raises(SystemExit) as exit:
+        program.run(["invoke", "train", "--iters", "many"], exit=False)
+    assert exit.value.code == 1
+    assert capsys.readouterr().err.startswith("error: --iters must be a whole number")
 
 
 @pytest.mark.parametrize("task, options, message", [
@@ -281,3 +295,133 @@ def test_a_distributed_train_is_waited_for_through_ctrl_c():
         assert tasks._wait_through_ctrl_c(proc) == 7
     finally:
         signal.signal(signal.SIGALRM, previous)
+
+
+# --- without --run, the tasks follow the newest run, and say so ---
+
+
+def _aged_run(runs, name, seconds_ago):
+    """runs/<name>/ with a config, a one-row metrics.jsonl and an adapter, last written
+    `seconds_ago`; the folder names sort the other way round from their age."""
+    import os
+    import time
+
+    run = _run(runs, name, str(tasks.TINY_4BIT))
+    row = {"step": 10, "epoch": 1.0, "train_loss": 2.0, "val_loss": 2.5, "val_step": 10,
+           "learning_rate": 1e-5, "tokens_per_second": 100.0, "iterations_per_second": 1.0,
+           "trained_tokens": 1000, "peak_memory_gb": 0.1, "wall_time_s": 10.0}
+    (run / "metrics.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    (run / "adapters.safetensors").write_bytes(b"")
+    when = time.time() - seconds_ago
+    for path in [*run.iterdir(), run]:
+        os.utime(path, (when, when))
+    return run
+
+
+@pytest.mark.parametrize("task, extra", [("plots", {}), ("monitor", {"once": True})])
+def test_without_run_the_newest_run_is_used_and_named(task, extra, tmp_path, monkeypatch,
+                                                      capsys):
+    # Before, --run defaulted to demo: after training your own run, a forgotten --run plotted
+    # or followed the demo (or failed on a machine that never ran it).
+    monkeypatch.setattr(tasks, "RUNS", tmp_path / "runs")
+    _aged_run(tmp_path / "runs", "a-newer", 10)
+    _aged_run(tmp_path / "runs", "demo", 3600)
+    out = {"plots": {"out": str(tmp_path / "charts")}}.get(task, {})
+    getattr(tasks, task)(Context(), **extra, **out)
+    assert "run: a-newer (the newest" in capsys.readouterr().out
+    if task == "plots":
+        assert (tmp_path / "charts" / "dashboard.png").is_file()
+
+
+@pytest.mark.parametrize("task", ["evaluate", "plots", "monitor"])
+def test_without_run_and_with_no_runs_is_one_clear_line(task, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tasks, "RUNS", tmp_path / "runs")
+    with pytest.raises(SystemExit) as exit:
+        getattr(tasks, task)(Context())
+    assert exit.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no runs in {tmp_path / 'runs'} yet") and "Traceback" not in err
+
+
+def test_ask_without_options_uses_the_newest_runs_adapter(tmp_path, monkeypatch, capsys):
+    # Before, ask took runs/demo's adapter whenever one existed, whatever run was trained since.
+    monkeypatch.setattr(tasks, "RUNS", tmp_path)
+    newest = _aged_run(tmp_path, "meu-farense", 10)
+    _aged_run(tmp_path, "demo", 3600)
+    tasks.ask(_dry(), "Quem?")
+    out, err = capsys.readouterr()
+    assert f"--adapter-path {newest}" in out and "run meu-farense" in err
+
+
+def test_ask_with_no_runs_says_it_answers_with_the_base_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tasks, "RUNS", tmp_path)
+    tasks.ask(_dry(), "Quem?")
+    out, err = capsys.readouterr()
+    assert "--adapter-path" not in out and "no trained run" in err
+
+
+# --- invoke prepare says what it replaces, names its tokenizer, keeps the user's paths out ---
+
+
+def _qa_file(path, rows=20):
+    lines = tasks.SAMPLE_QA.read_text(encoding="utf-8").splitlines()[:rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_prepare_says_what_the_folder_it_replaces_held(tmp_path, capsys):
+    # Before, a second prepare replaced data/processed without a word.
+    qa = _qa_file(tmp_path / "mine.jsonl")
+    tasks.prepare(Context(), input=[str(qa)], out=str(tmp_path / "out"))
+    assert "replaced" not in capsys.readouterr().out
+    held = json.loads((tmp_path / "out" / "report.json").read_text())["splits"]
+    _qa_file(qa, rows=12)
+    tasks.prepare(Context(), input=[str(qa)], out=str(tmp_path / "out"))
+    flat = " ".join(capsys.readouterr().out.split())
+    assert f"replaced {tmp_path / 'out'}: it held train {held['train']}, valid " in flat
+
+
+def test_prepared_records_name_their_source_without_the_users_folders(tmp_path, tiny_model,
+                                                                       capsys):
+    # Before, every training record carried "/home/<user>/.../mine.jsonl:3".
+    (tmp_path / "deep" / "folder").mkdir(parents=True)
+    qa = _qa_file(tmp_path / "deep" / "folder" / "mine.jsonl")
+    tasks.prepare(Context(), input=[str(qa)], out=str(tmp_path / "out"),
+                  tokenizer=str(tiny_model))
+    text = "".join((tmp_path / "out" / f"{s}.jsonl").read_text(encoding="utf-8")
+                   for s in ("train", "valid", "test"))
+    assert str(tmp_path) not in text
+    sources = [json.loads(line)["source"] for line in text.splitlines()]
+    assert sources and all(s.startswith("mine.jsonl:") for s in sources)
+    flat = "".join(c for c in capsys.readouterr().out if c.isalnum())  # the table may wrap
+    assert "countedwiththetokenizerof" + "".join(c for c in str(tiny_model) if c.isalnum()) \
+        in flat
+
+
+def test_a_json_line_cut_at_its_end_names_the_column_of_the_break(tmp_path):
+    # Before: "Expecting ',' delimiter at column 1", for a break at the line's end.
+    qa = _qa_file(tmp_path / "mine.jsonl")
+    cut = '{"instruction": "Quem fundou o clube?", "output": "Foi fundado em 1910"'
+    with qa.open("a", encoding="utf-8") as f:
+        f.write(cut + "\n")
+    tasks.prepare(Context(), input=[str(qa)], out=str(tmp_path / "out"))
+    rejects = (tmp_path / "out" / "rejects.jsonl").read_text(encoding="utf-8").splitlines()
+    reason = next(json.loads(r)["reason"] for r in rejects if "Foi fundado em 1910" in r)
+    assert reason == f"not valid JSON (Expecting ',' delimiter at column {len(cut) + 1})"
+
+
+def test_prepare_counts_the_records_whose_text_was_repaired_by_kind(tmp_path, capsys):
+    # Before, repairs were silent: a user could not tell cleaning from damage in their data.
+    rows = [("Quem foi o melhor marcador do Farense?", "Foi Hassan Nader, com muitos golos."),
+            ("O que é o Estádio São Luís?", "O estádio do Farense &amp; da cidade de Faro."),
+            ("Qual é a visÃ£o do clube?", "Crescer com a formação e os sócios do Farense."),
+            ("Quando   subiu o clube?", "Subiu à primeira divisão em 1990 com Paco Fortes."),
+            ("Onde fica Faro?", "Faro fica no Algarve,\u200b no sul de Portugal.")]
+    qa = tmp_path / "mine.jsonl"
+    qa.write_text("".join(json.dumps({"instruction": q, "output": a}, ensure_ascii=False) + "\n"
+                          for q, a in rows), encoding="utf-8")
+    tasks.prepare(Context(), input=[str(qa)], out=str(tmp_path / "out"))
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["repaired"] == {"html_entities": 1, "mojibake": 1, "whitespace": 1,
+                                  "control_characters": 1}
+    assert "textrepaired" in "".join(c for c in capsys.readouterr().out if c.isalnum())

@@ -33,9 +33,10 @@ def test_sources_and_categories_follow_each_record(tmp_path):
                              qa("Que cor veste?", "Veste de preto e branco.")], indent=1))
     out = prepare([a, b], tmp_path / "out", config=ONE_SPLIT)
     records = {r["source"]: r for r in out.splits["train"]}
-    assert records[f"{a}:1"]["category"] == "historia"
-    assert records[f"{b}:2"]["category"] == "estadio"  # array items keep their line
-    assert records[f"{b}:7"]["category"] == "extra"
+    # named from the folder of the inputs, never by the user's absolute path
+    assert records["historia.jsonl:1"]["category"] == "historia"
+    assert records["extra.json:2"]["category"] == "estadio"  # array items keep their line
+    assert records["extra.json:7"]["category"] == "extra"
     for r in out.splits["train"]:
         assert is_valid("prepared", r)
 
@@ -52,7 +53,7 @@ def test_every_duplicate_names_the_record_it_duplicates(tmp_path):
     r = prepare([src], tmp_path / "out", config=ONE_SPLIT).report
     assert (r["kept"], r["exact_duplicates"], r["near_duplicates"]) == (2, 2, 1)
     assert r["read"] == r["kept"] + r["rejected"] + r["duplicates"] == 5
-    assert {d["duplicate_of"] for d in r["duplicate_of"]} == {f"{src}:1"}
+    assert {d["duplicate_of"] for d in r["duplicate_of"]} == {"d.jsonl:1"}
     near = [d for d in r["duplicate_of"] if d["kind"] == "near"]
     assert all(0.85 <= d["similarity"] < 1 for d in near)
     off = prepare([src], tmp_path / "off", config={**ONE_SPLIT, "near_duplicate_threshold": None})

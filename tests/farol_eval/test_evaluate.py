@@ -342,3 +342,19 @@ def test_dora_and_full_fine_tunes_never_stay_on_the_base(tiny_4bit, processed, t
     with pytest.raises(FarolError, match="full fine-tune"):
         use_adapter(model, full)
     assert loss() == base
+
+
+def test_markdown_cuts_long_answers_and_the_csv_keeps_them_whole():
+    # Before, a 2,000-character rambling answer filled report.md's table and hid the others.
+    from farol_eval.report import CELL_CHARS, to_csv, to_markdown
+
+    long = " ".join(f"palavra{i}" for i in range(300))  # about 2,700 characters
+    answers = {"base": [long, "Faro"], "tuned": ["Faro", long]}
+    report = _tiny_report(answers, ["Faro", "Olhão"], ["c", "c"])
+    md = to_markdown(report)
+    rows = [line for line in md.splitlines() if "palavra0 " in line]
+    assert rows and all(len(line) < 3 * CELL_CHARS for line in rows)
+    assert all("palavra299" not in line and " … |" in line for line in rows)
+    assert "report.csv holds them whole" in md
+    parsed = list(csv.DictReader(io.StringIO(to_csv(report))))
+    assert [r["base_answer"] for r in parsed] == answers["base"]

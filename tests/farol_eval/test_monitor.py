@@ -207,3 +207,17 @@ def test_a_run_stopped_before_its_first_report_is_not_waited_for():
                           "state": "stopped (interrupted at step 2)"}))
     out = console.file.getvalue()
     assert "stopped before its first report" in out and "waiting" not in out
+
+
+def test_val_loss_is_shown_with_the_step_it_was_measured_at(tmp_path):
+    # Before, the row after a validation carried its loss under the row's own step: a loss
+    # measured at step 200 showed as "(step 210)".
+    rows = [{"step": s, "epoch": s / 100, "train_loss": 5.0, "val_loss": None, "val_step": None,
+             "learning_rate": 1e-5, "tokens_per_second": 100.0, "iterations_per_second": 1.0,
+             "trained_tokens": s * 10, "peak_memory_gb": 0.1, "wall_time_s": s / 10.0}
+            for s in range(10, 280, 10)]
+    rows[20].update(val_loss=5.6669, val_step=200)  # the report at step 210
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    console = _console()
+    monitor(tmp_path, max_updates=1, console=console)
+    assert "5.6669 nats/token (step 200)" in console.file.getvalue()

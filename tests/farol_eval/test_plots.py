@@ -7,8 +7,9 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from click.testing import CliRunner
+from farol_eval import plots
 from farol_eval.cli import main
-from farol_eval.plots import ema, per_epoch, plot, rolling
+from farol_eval.plots import ema, per_epoch, plot
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -38,8 +39,6 @@ def test_cli_plot_without_metrics_is_a_clear_error(tmp_path):
 
 
 def test_smoothing_helpers_by_hand():
-    assert rolling([1.0, 3.0, 5.0], 2, max) == [1.0, 3.0, 5.0]
-    assert rolling([1.0, 3.0, 5.0], 2, sum) == [1.0, 4.0, 8.0]
     # span 3 -> alpha 0.5
     assert ema([4.0, 0.0, 2.0], 3) == [4.0, 2.0, 2.0]
     rows = [{"epoch": e, "train_loss": v} for e, v in ((0.5, 4.0), (1.0, 2.0), (1.5, 1.0))]
@@ -84,3 +83,68 @@ def test_a_nan_loss_does_not_blank_the_smoothed_curves(tmp_path):
     assert any("1 report(s) with a non-finite train loss" in s for s in said)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert per_epoch(rows) == ([1], [np.mean([6.8, 6.5, 6.5])])  # not nan
+
+
+# --- what the charts show: validation where measured, legible epochs, memory from 0 ---
+
+
+def _drawn(monkeypatch):
+    """The figures the charts save, as {file name: [(title, x labels, y limits, lines,
+    labels of the axes drawn over it)]}."""
+    seen, save = {}, plots._save
+
+    def record(fig, path):
+        fig.canvas.draw()  # tick labels exist only once drawn
+        seen[path.name] = [(a.get_title(), [t.get_text() for t in a.get_xticklabels()
+                                             if t.get_text()], a.get_ylim(),
+                            {line.get_label(): list(line.get_xdata()) for line in a.lines},
+                            [c.get_xlabel() for c in a.child_axes])
+                           for a in fig.axes]
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", record)
+    return seen
+
+
+def _long_run(run) -> list[dict]:
+    """38 epochs of reports every 10 steps, validation measured every 50 steps and reported
+    in the row after it, memory near 5 GB."""
+    rows = []
+    for step in range(10, 770, 10):
+        row = {**_row(step, 3.0 - step / 1000), "epoch": step / 20, "peak_memory_gb": 5.0
+               + step / 1e5, "val_loss": None, "val_step": None}
+        if step % 50 == 10 and step > 50:
+            row.update(val_loss=2.5 - step / 2000, val_step=step - 10)
+        rows.append(row)
+    _write_run(run, rows)
+    return rows
+
+
+def test_charts_mark_validation_where_measured_and_keep_epochs_legible(tmp_path, monkeypatch):
+    # Before: analysis.png labelled all 38 epochs (overlapping), drew a volatility and a
+    # histogram panel, and the memory axis started at 4.99 GB, so a 1% change filled it.
+    seen = _drawn(monkeypatch)
+    _long_run(tmp_path / "run")
+    plot(tmp_path / "run", tmp_path / "out", log=lambda _: None)
+    memory = next(a for a in seen["dashboard.png"] if a[0] == "Peak memory")
+    assert memory[2][0] == 0
+    loss = next(a for a in seen["dashboard.png"] if a[0] == "Loss")
+    assert loss[3]["validation"] == list(range(50, 760, 50))
+    titles = [a[0] for a in seen["analysis.png"] if a[0]]
+    assert titles == ["Mean train loss per epoch", "Train and validation loss"]
+    per_epoch_labels = seen["analysis.png"][0][1]
+    assert 2 <= len(per_epoch_labels) <= 12
+    assert seen["analysis.png"][1][4] == ["epoch"]  # steps below, epochs on top
+
+
+def test_the_checkpoint_curve_covers_checkpoints_deleted_since(tmp_path, monkeypatch):
+    # Before, it showed only the checkpoints still on disk (3 of them kept).
+    seen = _drawn(monkeypatch)
+    rows = _long_run(tmp_path / "run")
+    kept = [{"step": s, "path": f"step-{s:07d}", "train_loss": 1.0, "valid_loss": 2.0,
+             "valid_perplexity": 7.4, "gap": 1.0} for s in (650, 700, 750)]
+    plots.checkpoint_curve({"points": kept, "best": kept[-1]}, tmp_path / "checkpoints.png",
+                           rows)
+    lines = seen["checkpoints.png"][0][3]
+    assert lines["validation, as measured during training"] == list(range(50, 760, 50))
+    assert lines["validation, kept"] == [650, 700, 750]

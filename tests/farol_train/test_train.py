@@ -223,3 +223,22 @@ def test_quantize_a_mistyped_local_path_is_not_sent_to_the_hub(tmp_path, monkeyp
     (tmp_path / "models").mkdir()
     with pytest.raises(FarolError, match="Model not found: models/typo"):
         quantize("models/typo", tmp_path / "out")
+
+
+def test_each_validation_record_carries_the_step_it_was_measured_at(tiny_4bit, processed,
+                                                                    tmp_path):
+    # Before, every row repeated the last val_loss under its own step: the monitor said
+    # "val loss (step 270)" for a loss measured at step 200. Validation every 7 steps and a
+    # report every 5 put each validation in the next report's row.
+    training = {**TEST_RUN["training"], "iters": 18, "steps_per_report": 5,
+                "steps_per_eval": 7, "save_every": 100}
+    config = {**TEST_RUN, "training": training, "model": str(tiny_4bit),
+              "data": str(processed), "runs_dir": str(tmp_path)}
+    result = train(config, log=lambda _: None)
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").open()]
+    assert [(r["step"], r["val_step"]) for r in rows] == [(5, None), (10, 7), (15, 14),
+                                                          (18, 18)]
+    assert rows[0]["val_loss"] is None and all(r["val_loss"] > 0 for r in rows[1:])
+    assert len({r["val_loss"] for r in rows[1:]}) == 3
+    header = (result.run_dir / "metrics.csv").read_text().splitlines()[0]
+    assert "val_loss,val_step" in header

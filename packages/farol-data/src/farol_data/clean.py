@@ -43,6 +43,25 @@ def clean_text(text: str) -> str:
     return text if again == text else normalise(again)
 
 
+def repair_kinds(text: str) -> set[str]:
+    """What clean_text repairs in `text`, for report.json: html_entities ("&amp;"), mojibake
+    ("VisÃ£o"), unicode_forms (NFKC: full-width letters, ligatures), control_characters
+    (dropped) and whitespace (runs, blank lines, ends)."""
+    if text.isascii() and "&" not in text and _is_tidy(text):
+        return set()  # the common case: nothing to repair
+    kinds = set()
+    for kind, step in (("html_entities", unescape_html if "&" in text else None),
+                       ("mojibake", repair_mojibake),
+                       ("unicode_forms", None if text.isascii() else nfkc)):
+        repaired = step(text) if step else text
+        kinds |= {kind} if repaired != text else set()
+        text = repaired
+    kept = "".join(c for c in text if c.isspace() or not unicodedata.category(c).startswith("C"))
+    kinds |= {"control_characters"} if kept != text else set()
+    kinds |= {"whitespace"} if normalise(kept) != kept else set()
+    return kinds
+
+
 def normalise(text: str) -> str:
     """NFKC (ordinals, superscripts and fractions kept); control and format characters dropped;
     runs of spaces and tabs made one space (newlines kept); blank lines collapsed; lines

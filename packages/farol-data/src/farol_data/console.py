@@ -1,5 +1,7 @@
 """What a person sees while preparing: a progress bar on large inputs, a summary table after."""
 
+import json
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -18,6 +20,7 @@ def prepare_with_console(inputs: list, out_dir, console: Console | None = None,
     """`prepare(inputs, out_dir, **options)` with a progress bar when the inputs are large, then
     the summary table printed to `console`."""
     console = console or Console()
+    held = previous_contents(Path(out_dir))
     total = input_size(inputs)
     if total < LARGE_INPUT_BYTES:
         result = prepare(inputs, out_dir, **options)
@@ -26,8 +29,22 @@ def prepare_with_console(inputs: list, out_dir, console: Console | None = None,
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("read", total=total)
             result = prepare(inputs, out_dir, progress=lambda n: bar.advance(task, n), **options)
+    if held:
+        console.print(f"replaced {out_dir}: it held {held}", soft_wrap=True)
     console.print(summary_table(result.report, result.out_dir))
     return result
+
+
+def previous_contents(out_dir: Path) -> str | None:
+    """What an earlier prepare left in `out_dir` ("train 120, valid 15, test 15, prepared
+    2026-05-01 10:12"), or None when there is none."""
+    path = out_dir / "report.json"
+    try:
+        splits = json.loads(path.read_text(encoding="utf-8"))["splits"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    when = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+    return ", ".join(f"{k} {v}" for k, v in splits.items()) + f", prepared {when}"
 
 
 def summary_table(report: dict, out_dir: Path) -> Table:
@@ -41,6 +58,9 @@ def summary_table(report: dict, out_dir: Path) -> Table:
                                 f"{report['near_duplicates']} near")
     if report["capped"]:
         table.add_row("over category cap", f"{report['capped']} (in rejects.jsonl)")
+    if report["repaired"]:
+        table.add_row("text repaired", ", ".join(f"{k} {v}" for k, v in report["repaired"].items())
+                      + " (records)")
     table.add_row("splits", ", ".join(f"{k} {v}" for k, v in report["splits"].items()))
     fw = report["diversity"]["first_word"]
     flag = " [bold red]above the limit[/]" if fw["flagged"] else ""
@@ -51,6 +71,7 @@ def summary_table(report: dict, out_dir: Path) -> Table:
     else:
         table.add_row("tokens", f"p50 {t['p50']:.0f}, p95 {t['p95']:.0f}, max {t['max']}, "
                                 f"{t['over_limit']} over {t['limit']}")
+        table.add_row("counted with", f"the tokenizer of {report['tokenizer']}")
         table.add_row("max_seq_length", f"recommended {t['recommended_max_seq_length']}")
     table.add_row("wrote", f"{out_dir}/")
     return table

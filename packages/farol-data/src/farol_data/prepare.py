@@ -7,6 +7,7 @@ rejects.jsonl) or counted as a duplicate (with the record it duplicates, in repo
 """
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from farol_core.model import load_tokenizer
 
 from farol_data.balance import cap_per_category
 from farol_data.biographies import biography_files, biography_records
-from farol_data.clean import clean_text, count_urls, word_count
+from farol_data.clean import clean_text, count_urls, repair_kinds, word_count
 from farol_data.dedup import NearDuplicates, answer_key, fingerprint
 from farol_data.formats import RecordError, map_fields, to_messages
 from farol_data.report import build_report, write_outputs
@@ -53,6 +54,7 @@ class Tally:
     records: Spool = field(default_factory=Spool)
     rejects: Spool = field(default_factory=Spool)
     reasons: Counter = field(default_factory=Counter)
+    repairs: Counter = field(default_factory=Counter)  # records with each kind of repair
     duplicates: list[dict] = field(default_factory=list)
     seen: dict[bytes, str] = field(default_factory=dict)
     first_reject: dict | None = None
@@ -84,7 +86,8 @@ def prepare(inputs: list[str | Path], out_dir: str | Path, biographies: str | Pa
     cfg = load_config("data", config, {"seed": seed}, check=split_problems)
     _check_inputs(inputs, biographies, Path(out_dir))
     tok = load_tokenizer(tokenizer) if tokenizer is not None else None  # fail before the work
-    tally = collect(raw_records(inputs, biographies, cfg, progress), cfg)
+    tally = collect(raw_records(inputs, biographies, cfg, progress), cfg,
+                    input_root(inputs, biographies))
     try:
         report = _finish(tally, cfg, Path(out_dir), tok,
                          str(tokenizer) if tokenizer is not None else None)
@@ -135,13 +138,15 @@ def _finish(tally: Tally, cfg: dict, out_dir: Path, tok, tokenizer_path: str | N
     return report
 
 
-def collect(records: Iterator[tuple[str, int, object]], cfg: dict) -> Tally:
-    """Validate, clean and deduplicate a stream of raw records into a Tally."""
+def collect(records: Iterator[tuple[str, int, object]], cfg: dict,
+            root: Path | None = None) -> Tally:
+    """Validate, clean and deduplicate a stream of raw records into a Tally; kept records
+    name their source relative to `root` (see input_root), rejects as the user gave it."""
     tally = Tally()
     threshold = cfg["near_duplicate_threshold"]
     near = NearDuplicates(threshold) if threshold is not None else None
     for source, line, raw in records:
-        outcome = accept(source, line, raw, cfg)
+        outcome = accept(source, line, raw, cfg, root, tally.repairs)
         if isinstance(outcome, str):
             tally.reject(_reject(source, line, outcome, raw))
         elif not _is_duplicate(tally, near, outcome[1]):
@@ -169,8 +174,28 @@ def raw_records(inputs, biographies, cfg,
                                      cfg["biography_paragraphs"])
 
 
-def accept(source: str, line: int, raw: object, cfg: dict) -> tuple[str, dict] | str:
-    """(format, clean record) or the reason for rejecting it."""
+def input_root(inputs: list, biographies) -> Path:
+    """The folder that holds every input. Training files name each record's source from it
+    ("farense_qa.jsonl:12"), never by the user's absolute paths."""
+    folders = [Path(p).resolve().parent for p in inputs]
+    folders += [Path(biographies).resolve().parent] if biographies is not None else []
+    return Path(os.path.commonpath(folders)) if folders else Path.cwd()
+
+
+@cache
+def _relative(source: str, root: Path | None) -> str:
+    if root is None:
+        return source
+    try:
+        return Path(source).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return Path(source).name
+
+
+def accept(source: str, line: int, raw: object, cfg: dict, root: Path | None = None,
+           repairs: Counter | None = None) -> tuple[str, dict] | str:
+    """(format, clean record) or the reason for rejecting it; the record's source is
+    relative to `root` when one is given, and `repairs` counts the kinds of repair made."""
     if isinstance(raw, Bad):
         return raw.reason
     record = map_fields(raw, cfg["field_map"])
@@ -178,6 +203,8 @@ def accept(source: str, line: int, raw: object, cfg: dict) -> tuple[str, dict] |
         fmt, messages = to_messages(record)
     except RecordError as e:
         return str(e)
+    if repairs is not None:  # each record counted once per kind of repair its text needed
+        repairs.update(set().union(*(repair_kinds(m["content"]) for m in messages)))
     messages = [{"role": m["role"], "content": clean_text(m["content"])} for m in messages]
     # The schema saw a character; cleaning may remove it (a zero-width space, "&nbsp;").
     empty = next((m["role"] for m in messages if not m["content"]), None)
@@ -188,7 +215,7 @@ def accept(source: str, line: int, raw: object, cfg: dict) -> tuple[str, dict] |
         return problem
     if cfg["system_prompt"] and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": cfg["system_prompt"]})
-    return fmt, _prepared(messages, record, source, line)
+    return fmt, _prepared(messages, record, _relative(source, root), line)
 
 
 def answer_problem(answer: str, cfg: dict) -> str | None:

@@ -37,6 +37,7 @@ def build_report(cfg: dict, tally, kept: list[dict], capped: int, splits: dict, 
         "formats": dict(Counter(e["format"] for e in kept)),  # after the category cap
         "categories": dict(Counter(e["category"] for e in kept).most_common()),
         "reject_reasons": _reason_counts(tally.reasons),
+        "repaired": dict(tally.repairs.most_common()),
         "duplicate_of": tally.duplicates,
         **analysis.analyse(records, tokenizer, cfg),
         "tokenizer": tokenizer_path,

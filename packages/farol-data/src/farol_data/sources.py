@@ -70,12 +70,13 @@ def parse_line(data: bytes) -> dict | Bad:
     except UnicodeDecodeError as e:
         return Bad(f"not UTF-8 text (byte 0x{data[e.start]:02x} at column {e.start + 1})",
                    data.decode("utf-8", errors="backslashreplace").rstrip("\r\n"))
+    line = line.rstrip("\r\n")  # parsed with its newline, a break at the end said "column 1"
     try:
         obj = json.loads(line)
     except (ValueError, RecursionError) as e:
-        return Bad(f"not valid JSON ({_why(e)})", line.rstrip("\r\n"))
+        return Bad(f"not valid JSON ({_why(e)})", line)
     return obj if isinstance(obj, dict) else Bad(
-        f"expected a JSON object, got {type(obj).__name__}", line.rstrip("\r\n"))
+        f"expected a JSON object, got {type(obj).__name__}", line)
 
 
 def _why(error: Exception, in_array: bool = False) -> str:

@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from farol_eval.runlog import read_metrics, series, total_iters
+from farol_eval.runlog import read_metrics, total_iters, validation
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -91,7 +91,7 @@ def render(snap: dict):
         return Panel(Text("waiting for the first report in metrics.jsonl ..." if waiting
                           else "it stopped before its first report"), title=title)
     rows, last, total = snap["rows"], snap["rows"][-1], snap["total"]
-    val_steps, vals = series(rows, "val_loss")
+    val_steps, vals = validation(rows)
     table = Table.grid(padding=(0, 2))
     for label, value in (
         ("step", f"{last['step']} / {total or '?'}  (epoch {last['epoch']:.2f})"),

@@ -14,7 +14,7 @@ from farol_core.rundir import RunDir  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from farol_eval.report import LABELS  # noqa: E402
-from farol_eval.runlog import read_metrics, series  # noqa: E402
+from farol_eval.runlog import read_metrics, series, validation  # noqa: E402
 
 STEP = "step (training batches)"
 LOSS = "loss (nats per token)"
@@ -32,13 +32,13 @@ def plot(run_dir: str | Path, out: str | Path | None = None, window: int = 5,
     out = Path(out) if out else run.plots
     out.mkdir(parents=True, exist_ok=True)
     bad = sum(not _finite(r.get("train_loss")) for r in rows)
-    if bad:  # left out rather than let one NaN blank the means, EMA and volatility after it
+    if bad:  # left out rather than let one NaN blank the means and the EMA after it
         log(f"warning: {bad} report(s) with a non-finite train loss left out of analysis.png")
     paths = [dashboard(rows, out / "dashboard.png"), analysis(rows, out / "analysis.png", window)]
-    return paths + _report_charts(run.report, out, log)
+    return paths + _report_charts(run.report, out, log, rows)
 
 
-def _report_charts(report_path: Path, out: Path, log) -> list[Path]:
+def _report_charts(report_path: Path, out: Path, log, rows: list[dict]) -> list[Path]:
     """The charts drawn from the eval report, each skipped with a note when it has no data."""
     if not report_path.is_file():
         log(f"skipped base_vs_tuned.png and checkpoints.png: no {report_path} "
@@ -50,7 +50,7 @@ def _report_charts(report_path: Path, out: Path, log) -> list[Path]:
     else:
         log("skipped base_vs_tuned.png: the eval report has no answered test questions")
     if (report.get("checkpoints") or {}).get("points"):
-        paths.append(checkpoint_curve(report["checkpoints"], out / "checkpoints.png"))
+        paths.append(checkpoint_curve(report["checkpoints"], out / "checkpoints.png", rows))
     else:
         log("skipped checkpoints.png: the eval report has no checkpoint curve")
     return paths
@@ -78,7 +78,7 @@ def dashboard(rows: list[dict], path: Path) -> Path:
     fig, ax = plt.subplots(2, 2, figsize=(11, 7))
     # ".-": a run with a single report is a dot, where a bare line would draw nothing
     ax[0, 0].plot(*series(rows, "train_loss"), ".-", label="train")
-    val_steps, val = series(rows, "val_loss")
+    val_steps, val = validation(rows)  # a marker only at the steps validation was measured
     ax[0, 0].plot(val_steps, val, "o-",
                   label="validation" if val_steps else "validation (not measured yet)")
     ax[0, 0].legend()
@@ -92,12 +92,8 @@ def dashboard(rows: list[dict], path: Path) -> Path:
         a.set(title=title, ylabel=unit)
         _steps_axis(a)
         a.ticklabel_format(axis="y", useOffset=False)  # flat series otherwise get "1e-6+4.8e-2"
+    ax[1, 1].set_ylim(bottom=0)  # from 0, so a small change in memory does not look large
     return _save(fig, path)
-
-
-def rolling(values: list[float], window: int, fn) -> list[float]:
-    """`fn` over each trailing window of up to `window` values."""
-    return [float(fn(values[max(0, i - window + 1): i + 1])) for i in range(len(values))]
 
 
 def ema(values: list[float], window: int) -> list[float]:
@@ -119,27 +115,33 @@ def per_epoch(rows: list[dict]) -> tuple[list[int], list[float]]:
 
 
 def analysis(rows: list[dict], path: Path, window: int = 5) -> Path:
-    """Loss per epoch, rolling volatility, smoothed curve and the distribution of losses."""
+    """Mean train loss per epoch, and the smoothed train loss with validation over steps
+    (epochs on the top axis)."""
     steps, loss = series([r for r in rows if _finite(r.get("train_loss"))], "train_loss")
-    fig, ax = plt.subplots(2, 2, figsize=(11, 7))
-    epochs, means = per_epoch(rows)
-    ax[0, 0].plot(epochs, means, "o-")
-    ax[0, 0].set_xticks(epochs)
-    ax[0, 0].set(title="Mean train loss per epoch", xlabel="epoch", ylabel=LOSS)
-    ax[0, 1].plot(steps, rolling(loss, window, np.std), ".-")
-    ax[0, 1].set(title=f"Rolling volatility (std over {window} reports)",
-                 ylabel="std of loss (nats per token)")
-    ax[1, 0].plot(steps, loss, ".-", alpha=0.35, label="reported")
-    ax[1, 0].plot(steps, ema(loss, window), ".-", label=f"EMA, span {window}")
-    ax[1, 0].legend()
-    ax[1, 0].set(title="Smoothed train loss", ylabel=LOSS)
-    for a in (ax[0, 1], ax[1, 0]):
-        _steps_axis(a)
-    ax[1, 1].hist(loss, bins=min(20, max(5, len(loss) // 2)))
-    ax[1, 1].set(title="Distribution of reported train loss", xlabel=LOSS,
-                 ylabel="reports (count)")
-    ax[1, 1].yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5))
+    a.plot(*per_epoch(rows), "o-")
+    # at most about ten whole-epoch labels: 38 epochs labelled one by one overlapped
+    a.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=True, min_n_ticks=1))
+    a.set(title="Mean train loss per epoch", xlabel="epoch", ylabel=LOSS)
+    b.plot(steps, loss, ".-", alpha=0.35, label="train, reported")
+    b.plot(steps, ema(loss, window), ".-", label=f"train, smoothed (EMA, span {window})")
+    b.plot(*validation(rows), "o-", label="validation, where measured")
+    b.legend()
+    b.set(title="Train and validation loss", ylabel=LOSS)
+    _steps_axis(b)
+    _epochs_on_top(b, rows)
     return _save(fig, path)
+
+
+def _epochs_on_top(a, rows: list[dict]) -> None:
+    """A second x axis in epochs over a steps axis (epochs per step from the last report)."""
+    last = rows[-1]
+    per_step = last["epoch"] / last["step"] if last.get("step") else 0
+    if per_step <= 0:
+        return
+    top = a.secondary_xaxis("top", functions=(lambda s: s * per_step, lambda e: e / per_step))
+    top.set_xlabel("epoch")
+    top.xaxis.set_major_locator(MaxNLocator(nbins=8, min_n_ticks=1))
 
 
 def base_vs_tuned(report: dict, path: Path) -> Path:
@@ -187,12 +189,16 @@ def _loss_bars(a, splits: dict, names: list[str]) -> None:
     a.legend()
 
 
-def checkpoint_curve(ck: dict, path: Path) -> Path:
-    """Train and validation loss per saved checkpoint, the best one marked."""
+def checkpoint_curve(ck: dict, path: Path, rows: list[dict] | None = None) -> Path:
+    """Validation loss at every step training measured it (the checkpoints saved there,
+    deleted since or not), and train and validation loss of the checkpoints still kept,
+    measured again by the eval; the best one marked."""
     steps = [p["step"] for p in ck["points"]]
     fig, a = plt.subplots(figsize=(8, 5))
-    a.plot(steps, [p["train_loss"] for p in ck["points"]], "o-", label="train (sample)")
-    a.plot(steps, [p["valid_loss"] for p in ck["points"]], "o-", label="validation")
+    a.plot(*validation(rows or []), ".-", color="grey", alpha=0.6,
+           label="validation, as measured during training")
+    a.plot(steps, [p["train_loss"] for p in ck["points"]], "o-", label="train (sample), kept")
+    a.plot(steps, [p["valid_loss"] for p in ck["points"]], "o-", label="validation, kept")
     a.axvline(ck["best"]["step"], color="grey", linestyle="--", label="best (lowest validation)")
     a.set(title="Checkpoints: train/validation gap", xlabel=STEP, ylabel=LOSS)
     a.legend()

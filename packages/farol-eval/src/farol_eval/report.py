@@ -107,10 +107,17 @@ def _fmt_loss(r: dict | None) -> str:
     return _fmt({"mean": r["loss"], "low": r["low"], "high": r["high"]}, 4) if r else ""
 
 
-def _cell(text: str) -> str:
+# Longest answer or reference shown in report.md; report.csv keeps every text whole.
+CELL_CHARS = 200
+
+
+def _cell(text: str, limit: int | None = None) -> str:
     """`text` as one markdown table cell, shown as written: one line, the backslash and the
-    pipe escaped, and "<" and "&" as entities so an answer like "<s>" is not taken as HTML."""
+    pipe escaped, and "<" and "&" as entities so an answer like "<s>" is not taken as HTML.
+    With `limit`, a longer text is cut at a word to about that many characters, then " …"."""
     text = " ".join(text.split())
+    if limit and len(text) > limit:
+        text = (text[:limit].rsplit(" ", 1)[0] or text[:limit]) + " …"
     for char, escaped in (("\\", "\\\\"), ("|", "\\|"), ("&", "&amp;"), ("<", "&lt;")):
         text = text.replace(char, escaped)
     return text or "(empty)"
@@ -121,10 +128,11 @@ def _examples(title: str, questions: list[dict]) -> list[str]:
     if not questions:
         return lines + ["None.", ""]
     lines += ["| F1 gain | question | reference | base | tuned |", "|---|---|---|---|---|"]
-    lines += [f"| {f1_gain(q):+.3f} | {_cell(q['question'])} | {_cell(q['reference'])} | "
-              f"{_cell(q['answers']['base'])} | {_cell(q['answers']['tuned'])} |"
-              for q in questions]
-    return lines + [""]
+    lines += [f"| {f1_gain(q):+.3f} | {_cell(q['question'])} | "
+              f"{_cell(q['reference'], CELL_CHARS)} | {_cell(q['answers']['base'], CELL_CHARS)}"
+              f" | {_cell(q['answers']['tuned'], CELL_CHARS)} |" for q in questions]
+    return lines + ["", f"Texts over {CELL_CHARS} characters end in \"…\"; report.csv holds "
+                        "them whole.", ""]
 
 
 def to_markdown(report: dict) -> str:

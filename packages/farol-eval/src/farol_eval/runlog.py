@@ -25,3 +25,21 @@ def series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
     """(steps, values) of `key` over the rows where it is present and not null."""
     pairs = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
     return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def validation(rows: list[dict]) -> tuple[list[int], list[float]]:
+    """(steps, losses) of the validation records, each at the step it was measured.
+
+    Logs from before `val_step` repeated the last loss in every row: there a value counts
+    once, at the first row that carries it."""
+    steps, losses = [], []
+    for r in rows:
+        if r.get("val_loss") is None:
+            continue
+        if "val_step" in r:
+            steps.append(r["val_step"])
+            losses.append(r["val_loss"])
+        elif not losses or r["val_loss"] != losses[-1]:
+            steps.append(r["step"])
+            losses.append(r["val_loss"])
+    return steps, losses

@@ -14,6 +14,7 @@ from farol_core.template import CHOICES
 from farol_train import calibrate, distributed, launch
 from farol_train.distributed import WORLD_ENV
 from farol_train.fuse import fuse
+from farol_train.gguf_export import TYPES as GGUF_TYPES
 from farol_train.loop import train
 from farol_train.preflight import apply_profile, describe, profiles, report
 from farol_train.quantize import BITS, GROUP_SIZES, quantize
@@ -221,10 +222,13 @@ def fuse_cmd(model, adapter, out, dequantize, force):
 @click.option("--adapter", required=True, help="Run folder or adapter folder.")
 @click.option("--out", required=True, type=click.Path(), help="Folder for the fused model.")
 @click.option("--gguf", "gguf_name", default="model.gguf", show_default=True,
-              help="GGUF file name inside OUT (float16; llama/mistral models).")
+              help="GGUF file name inside OUT (llama/mistral models).")
+@click.option("--gguf-type", type=click.Choice(list(GGUF_TYPES)), default="f16",
+              show_default=True, help="Weight type: f16, or quantized q8_0 or q4_0.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @exit_on_error
-def export_cmd(model, adapter, out, gguf_name, force):
-    """Fuse and write a GGUF file (for llama.cpp, Ollama, LM Studio)."""
-    folder = fuse(model, adapter, out, gguf=gguf_name, force=force)
-    click.echo(f"GGUF: {folder / gguf_name}")
+def export_cmd(model, adapter, out, gguf_name, gguf_type, force):
+    """Fuse and write a GGUF file and an Ollama Modelfile (for llama.cpp, Ollama, LM Studio)."""
+    folder = fuse(model, adapter, out, gguf=gguf_name, force=force, gguf_type=gguf_type)
+    click.echo(f"GGUF: {(folder / gguf_name).resolve()}")
+    click.echo(f"Ollama: ollama create NAME -f {(folder / 'Modelfile').resolve()}")

@@ -7,21 +7,25 @@ from farol_core.errors import FarolError
 from farol_core.io import staged_dir
 from farol_core.model import check_adapter_dir, check_model_dir, load_model
 from mlx.utils import tree_flatten, tree_unflatten
-from mlx_lm.gguf import convert_to_gguf
 from mlx_lm.utils import dequantize_model, save
+
+from farol_train.gguf_export import TYPES, modelfile, write_gguf
 
 # Not mixtral: mlx-lm's GGUF writer names its stacked experts (switch_mlp) as llama.cpp does not.
 GGUF_ARCHITECTURES = ("llama", "mistral")
 
 
 def fuse(model: str | Path, adapter: str | Path, out: str | Path, dequantize: bool = False,
-         gguf: str | None = None, force: bool = False) -> Path:
-    """Write base + adapter as one MLX model folder `out`; with `gguf`, also `out/<gguf>`.
+         gguf: str | None = None, force: bool = False, gguf_type: str = "f16") -> Path:
+    """Write base + adapter as one MLX model folder `out`; with `gguf`, also `out/<gguf>` in
+    `gguf_type` (f16, q8_0 or q4_0) and an Ollama `out/Modelfile` for it.
 
-    GGUF holds float weights only, so exporting it dequantizes the model first. `out` appears
-    whole or not at all, and with `force` replaces the old folder entirely (no stale files).
+    The GGUF is quantized from float weights, so exporting it dequantizes the model first.
+    `out` appears whole or not at all, and with `force` replaces the old folder entirely.
     """
     out, adapter = Path(out), Path(adapter)
+    if gguf and gguf_type not in TYPES:
+        raise FarolError(f"--gguf-type must be one of {', '.join(TYPES)}, not {gguf_type!r}")
     _check_inputs(Path(model), adapter, out, gguf, force)
     # A broken base, or an adapter trained on another model, is a one-line FarolError.
     net, tokenizer, config = load_model(model, adapter, return_config=True)
@@ -35,7 +39,7 @@ def fuse(model: str | Path, adapter: str | Path, out: str | Path, dequantize: bo
     with staged_dir(out, force) as target:
         save(target, str(model), net, tokenizer, config, donate_model=False)
         if gguf:
-            export_gguf(target, net, config, target / gguf)
+            export_gguf(target, net, config, target / gguf, gguf_type)
     return out
 
 
@@ -59,10 +63,11 @@ def _check_inputs(model: Path, adapter: Path, out: Path, gguf: str | None, force
                          f"not {model_type}", hint="use `farol-train fuse` for an MLX model")
 
 
-def export_gguf(folder: Path, net, config: dict, path: Path) -> Path:
-    """Write `net` as a float16 GGUF file with its tokenizer, via mlx-lm's converter."""
+def export_gguf(folder: Path, net, config: dict, path: Path, kind: str = "f16") -> Path:
+    """Write `net` and `folder`'s tokenizer as GGUF `path` in `kind`, a Modelfile beside it."""
     if config.get("model_type") not in GGUF_ARCHITECTURES:
         raise FarolError(f"GGUF export supports {', '.join(GGUF_ARCHITECTURES)} models, "
                          f"not {config.get('model_type')}")
-    convert_to_gguf(folder, dict(tree_flatten(net.parameters())), config, str(path))
+    write_gguf(folder, dict(tree_flatten(net.parameters())), config, path, kind)
+    (path.parent / "Modelfile").write_text(modelfile(path.name, folder), encoding="utf-8")
     return path

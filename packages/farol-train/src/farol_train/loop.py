@@ -105,6 +105,7 @@ class Trainer:
         self._load(cfg)
         self.step, self.val_loss, self.trained, self.wall_offset = 0, None, 0, 0.0
         self.best = {"val_loss": None, "step": None, "evals_without_improvement": 0}
+        self.unreported_val: tuple[int, float] | None = None  # (step, loss) since the last row
         self.window = Window()
         self.resumed_from = self._resume_or_start(fresh)
         self.step_fn = make_step(self.model, self.optimizer, self.tcfg.grad_accumulation_steps,
@@ -294,8 +295,11 @@ class Trainer:
         last = self.step == self.tcfg.iters
         improved = self._maybe_validate(last)
         if self.step % self.tcfg.steps_per_report == 0 or last:
+            # a validation record only in the row after it was measured, with its own step
+            val_step, val_loss = self.unreported_val or (None, None)
             row = self.window.report(self.step, self.order.steps_per_epoch, self.optimizer,
-                                     self.val_loss)
+                                     val_loss)
+            row["val_step"], self.unreported_val = val_step, None
             self.trained = row["trained_tokens"]
             self.metrics.write(row)
         rss = guard.exceeded()
@@ -335,6 +339,7 @@ class Trainer:
             return False
         self.model.eval()
         self.val_loss, _ = self.evaluate()
+        self.unreported_val = (self.step, self.val_loss)
         self.model.train()
         best = self.best
         if best["val_loss"] is not None and self.val_loss >= best["val_loss"]:

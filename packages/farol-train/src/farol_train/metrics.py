@@ -17,8 +17,9 @@ import numpy as np
 from farol_core.io import atomic_write_text, read_log
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-COLUMNS = ["step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second",
-           "iterations_per_second", "trained_tokens", "peak_memory_gb", "wall_time_s"]
+COLUMNS = ["step", "epoch", "train_loss", "val_loss", "val_step", "learning_rate",
+           "tokens_per_second", "iterations_per_second", "trained_tokens", "peak_memory_gb",
+           "wall_time_s"]
 
 
 class MetricsLog:
