@@ -237,6 +237,28 @@ def monitor(c, run="demo", refresh="2", once=False):
     run_monitor(_run_dir(run), refresh=seconds, max_updates=1 if once else None)
 
 
+@task(help={"run": "Run name (default: demo)."})
+@exit_on_error
+def summary(c, run="demo"):
+    """The run's facts (duration, losses, overfitting check, checkpoints, base against tuned)
+    and runs/<name>/summary.html with the charts embedded."""
+    from farol_eval.summary import summarize, summary_lines, write_html
+
+    facts = summarize(_run_dir(run))
+    print("\n".join(summary_lines(facts)))
+    print(f"summary: {write_html(_run_dir(run), facts, log=lambda m: None)}")
+
+
+@task
+@exit_on_error
+def notebook(c):
+    """Open notebooks/farol.ipynb in JupyterLab (needs `pip install -e ".[notebook]"`)."""
+    if shutil.which("jupyter-lab", path=str(BIN)) is None:
+        raise FarolError("JupyterLab is not installed", hint='pip install -e ".[notebook]"')
+    c.run(shlex.join([str(BIN / "jupyter-lab"), str(ROOT / "notebooks" / "farol.ipynb")]),
+          pty=True)
+
+
 def _run_dir(run: str) -> Path:
     """runs/<run>, or a FarolError that lists the runs there are."""
     if not (RUNS / run).is_dir():
