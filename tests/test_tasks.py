@@ -281,3 +281,11 @@ def test_a_distributed_train_is_waited_for_through_ctrl_c():
         assert tasks._wait_through_ctrl_c(proc) == 7
     finally:
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_notebook_without_jupyterlab_says_how_to_install_it(monkeypatch, tmp_path, capsys):
+    # The task looks for jupyter-lab beside this Python, where the [notebook] extra puts it.
+    monkeypatch.setattr(tasks, "BIN", tmp_path)
+    with pytest.raises(SystemExit):
+        tasks.notebook(Context())
+    assert '.[notebook]' in capsys.readouterr().err

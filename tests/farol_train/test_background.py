@@ -64,3 +64,19 @@ def test_config_written_for_the_notebook_is_what_configure_writes(tmp_path, tiny
     with pytest.raises(Exception, match="batch_size"):
         write_config(config, tmp_path / "bad.yaml", batch_size=0)
     assert not (tmp_path / "bad.yaml").exists()
+
+
+def test_form_save_rewrites_the_config_and_refuses_a_bad_value(tmp_path, tiny_4bit, processed):
+    pytest.importorskip("ipywidgets")
+    from farol_train.notebook import config_form
+
+    config = {"name": "nb", "model": str(tiny_4bit), "data": str(processed)}
+    path = write_config(config, tmp_path / "c.yaml")
+    form = config_form(config, path, None, yaml.safe_load(path.read_text())["training"])
+    buttons, *fields, save, result = form.children
+    dict(zip([f.description for f in fields], fields, strict=True))["batch_size"].value = 2
+    save.click()
+    assert yaml.safe_load(path.read_text())["training"]["batch_size"] == 2
+    fields[0].value = 0  # batch_size 0: the schema refuses it and the file stays as it was
+    save.click()
+    assert yaml.safe_load(path.read_text())["training"]["batch_size"] == 2

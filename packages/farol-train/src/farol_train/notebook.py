@@ -64,7 +64,7 @@ def wizard(cfg: dict, out: str | Path, profile: str | None = "BALANCED",
     path = write_config(cfg, out, profile, **training)
     if interactive:
         try:
-            form = _form(cfg, path, profile, yaml.safe_load(path.read_text())["training"])
+            form = config_form(cfg, path, profile, yaml.safe_load(path.read_text())["training"])
         except ImportError:
             print("ipywidgets is not installed: the config uses the parameter cell's values")
         else:
@@ -74,7 +74,9 @@ def wizard(cfg: dict, out: str | Path, profile: str | None = "BALANCED",
     return path
 
 
-def _form(cfg: dict, path: Path, profile: str | None, current: dict):
+def config_form(cfg: dict, path: Path, profile: str | None, current: dict):
+    """The wizard's ipywidgets form: profile buttons, the FIELDS at their `current` values,
+    and Save, which validates and rewrites `path` (or says why it did not)."""
     import ipywidgets as w
 
     buttons = w.ToggleButtons(options=["SAFE", "BALANCED", "PERFORMANCE", "custom"],
