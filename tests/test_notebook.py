@@ -10,8 +10,8 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "farol.ipynb"
-# Where the executed notebook's MONITORING chart is saved, when set (for a screenshot).
-MONITOR_PNG = os.environ.get("FAROL_NOTEBOOK_MONITOR_PNG")
+# A folder to keep the executed notebook and its MONITORING chart in, when set (to look at).
+KEEP = os.environ.get("FAROL_NOTEBOOK_OUT")
 
 
 def test_committed_notebook_has_no_outputs_or_execution_counts():
@@ -61,5 +61,6 @@ def test_notebook_runs_top_to_bottom_on_the_tiny_model(tmp_path, tiny_model, tin
     assert png and png.startswith(b"\x89PNG"), "MONITORING drew no chart"
     analysis = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
     assert "improvement:" in analysis and "overfitting check:" in analysis
-    if MONITOR_PNG:
-        Path(MONITOR_PNG).write_bytes(png)
+    if KEEP:
+        Path(KEEP, "monitor.png").write_bytes(png)
+        nbformat.write(nb, Path(KEEP, "farol-executed.ipynb"))

@@ -5,6 +5,7 @@ import time
 
 import pytest
 import yaml
+from farol_core.errors import FarolError
 from farol_train import background
 from farol_train.notebook import write_config
 
@@ -80,3 +81,14 @@ def test_form_save_rewrites_the_config_and_refuses_a_bad_value(tmp_path, tiny_4b
     fields[0].value = 0  # batch_size 0: the schema refuses it and the file stays as it was
     save.click()
     assert yaml.safe_load(path.read_text())["training"]["batch_size"] == 2
+
+
+def test_a_run_that_fails_at_once_is_an_error_in_the_cell_with_its_log(tmp_path, tiny_4bit,
+                                                                       processed):
+    config = {**TEST_RUN, "model": str(tiny_4bit), "data": str(tmp_path / "no-data"),
+              "runs_dir": str(tmp_path), "name": "bad"}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    pid = background.start(path, tmp_path / "bad")
+    with pytest.raises(FarolError, match="no-data"):  # the log's own message, not a bare code
+        background.follow(pid, lambda: None, refresh=0.1, run_dir=tmp_path / "bad")

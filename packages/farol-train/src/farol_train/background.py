@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from farol_core.errors import FarolError
+
 from farol_train.loop import STATUS_FILE
 
 ENTRY = "from farol_train.cli import main; main()"
@@ -87,10 +89,11 @@ def exit_code(pid: int) -> int | None:
     return proc.poll() if proc else None
 
 
-def follow(pid: int, show, refresh: float = 1.0) -> str:
+def follow(pid: int, show, refresh: float = 1.0, run_dir: str | Path | None = None) -> str:
     """Call `show()` every `refresh` seconds until the run ends; Ctrl+C (a notebook's
     Interrupt) stops the run with a checkpoint instead of leaving it unwatched. Returns how
-    it ended: "ended" or "interrupted"."""
+    it ended: "ended" or "interrupted"; a run of ours that failed raises a FarolError with
+    the end of its log (in `run_dir`)."""
     try:
         while alive(pid):
             show()
@@ -101,4 +104,17 @@ def follow(pid: int, show, refresh: float = 1.0) -> str:
         show()
         return "interrupted"
     show()
+    code = exit_code(pid)
+    if code:
+        tail = _log_tail(run_dir) if run_dir else ""
+        raise FarolError(f"training exited with status {code}" + (f":\n{tail}" if tail else ""),
+                         hint="fix what the log says and run the cell again")
     return "ended"
+
+
+def _log_tail(run_dir: str | Path, lines: int = 12) -> str:
+    try:
+        text = (Path(run_dir) / LOG_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
