@@ -10,6 +10,7 @@ from farol_core.io import atomic_write_text
 
 from farol_eval.checkpoints import find_checkpoints
 from farol_eval.plots import plot
+from farol_eval.report import LABELS
 from farol_eval.runlog import read_metrics, series
 
 BEST_DIR = "adapters"  # the trainer's best-adapter folder (farol_train.checkpoint.BEST_DIR)
@@ -56,9 +57,12 @@ def overfitting(rows: list[dict]) -> dict:
     train_then, train_now = _train_at(rows, val_steps[best]), _train_at(rows, val_steps[-1])
     train_fell = train_now < train_then
     verdict = "overfitting" if rise > RISE and train_fell else "no sign of overfitting"
-    reason = (f"validation loss {val[-1]:.4f} at step {val_steps[-1]} is {rise:+.1%} from its "
-              f"best {val[best]:.4f} at step {val_steps[best]}; train loss went "
-              f"{train_then:.4f} -> {train_now:.4f} over the same steps")
+    if best == len(val) - 1:
+        reason = f"validation loss is at its best at the last measurement (step {val_steps[-1]})"
+    else:
+        reason = (f"validation loss {val[-1]:.4f} at step {val_steps[-1]} is {rise:+.1%} from "
+                  f"its best {val[best]:.4f} at step {val_steps[best]}; train loss went "
+                  f"{train_then:.4f} -> {train_now:.4f} over the same steps")
     return {"verdict": verdict, "rule": OVERFIT_RULE, "reason": reason,
             "gap": val[-1] - train_now}
 
@@ -102,6 +106,8 @@ def summary_lines(s: dict) -> list[str]:
                  else "best validation loss: not measured")
     o = s["overfitting"]
     lines += [f"overfitting check: {o['verdict']} ({o['reason']})", f"  rule: {o['rule']}"]
+    if "gap" in o:
+        lines.append(f"  gap (last validation loss - train loss): {o['gap']:+.4f}")
     lines.append(f"checkpoints: {len(s['checkpoints'])}")
     lines += [f"  {c}" for c in s["checkpoints"]]
     a = s["best_adapter"]
@@ -117,7 +123,8 @@ def _evaluation_lines(e: dict | None) -> list[str]:
     for name, v in e["loss"].items():
         lines.append(f"  {name} loss: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
     for name, v in e["answers"].items():
-        lines.append(f"  {name}: " + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
+        lines.append(f"  {LABELS.get(name, name)}: "
+                     + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
     return lines
 
 
