@@ -255,8 +255,9 @@ def notebook(c):
     """Open notebooks/farol.ipynb in JupyterLab (needs `pip install -e ".[notebook]"`)."""
     if shutil.which("jupyter-lab", path=str(BIN)) is None:
         raise FarolError("JupyterLab is not installed", hint='pip install -e ".[notebook]"')
-    c.run(shlex.join([str(BIN / "jupyter-lab"), str(ROOT / "notebooks" / "farol.ipynb")]),
-          pty=True)
+    # Rooted at the repo, so the notebook opens from any folder and its ../ paths hold.
+    c.run(shlex.join([str(BIN / "jupyter-lab"), f"--ServerApp.root_dir={ROOT}",
+                      str(ROOT / "notebooks" / "farol.ipynb")]), pty=True)
 
 
 def _run_dir(run: str) -> Path:
