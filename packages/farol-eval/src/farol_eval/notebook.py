@@ -27,14 +27,29 @@ def progress_text(snap: dict) -> str:
             f"lr {last['learning_rate']:.3g} | {last['tokens_per_second']:.0f} tokens/s")
 
 
-def progress(run_dir: str | Path):
-    """A display that shows the run's progress line; call the returned function to redraw
-    it in place (farol_train.background.follow does, every second)."""
+def progress(run_dir: str | Path, chart_every: float | None = 10.0):
+    """A display that shows the run's progress line, and with `chart_every` the loss charts
+    redrawn at most that often; call the returned function to update both in place
+    (farol_train.background.follow does, every second)."""
     handle = display(Pretty(progress_text(snapshot(run_dir))), display_id=True)
+    chart = {"handle": None, "drawn": -1.0, "rows": 0}
 
     def show():
-        handle.update(Pretty(progress_text(snapshot(run_dir))))
+        snap = snapshot(run_dir)
+        handle.update(Pretty(progress_text(snap)))
+        # the run's last rows are always drawn, however soon after the previous chart
+        due = time.monotonic() - chart["drawn"] >= (chart_every or 0) \
+            or snap["state"] not in ("running", "waiting")
+        if chart_every is not None and len(snap["rows"]) > chart["rows"] and due:
+            chart["handle"] = _show(chart["handle"], _dashboard(run_dir, snap["rows"]))
+            chart.update(drawn=time.monotonic(), rows=len(snap["rows"]))
     return show
+
+
+def _dashboard(run_dir: str | Path, rows: list[dict]) -> Image:
+    path = Path(run_dir) / "eval" / "plots" / "dashboard.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Image(filename=str(dashboard(rows, path)))
 
 
 def charts(run_dir: str | Path, refresh: float = 5.0, max_wait: float = 600.0) -> dict:
@@ -42,15 +57,12 @@ def charts(run_dir: str | Path, refresh: float = 5.0, max_wait: float = 600.0) -
     `refresh` seconds while the run trains, then once more; Interrupt leaves the view only.
     A run with no report after `max_wait` seconds is left. Returns the last snapshot."""
     run_dir = Path(run_dir)
-    path = run_dir / "eval" / "plots" / "dashboard.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
     handle, snap, start = None, snapshot(run_dir), time.monotonic()
     try:
         while True:
             snap = snapshot(run_dir)
             if snap["rows"]:
-                dashboard(snap["rows"], path)
-                handle = _show(handle, Image(filename=str(path)))
+                handle = _show(handle, _dashboard(run_dir, snap["rows"]))
             waited_out = not snap["rows"] and time.monotonic() - start > max_wait
             if snap["state"] not in ("running", "waiting") or waited_out:
                 return snap
