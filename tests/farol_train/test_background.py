@@ -29,6 +29,8 @@ def test_interrupt_saves_a_checkpoint_and_a_second_start_reattaches_then_resumes
     path = write_config(config, tmp_path / "nb.yaml")
     run = tmp_path / "nb"
     pid = background.start(path, run)
+    # at once, before the run has written status.json: the same process, not a second one
+    assert background.start(path, run) == pid
     _wait(lambda: (run / "metrics.jsonl").is_file())
     # still training: a second start (the cell run again) follows it instead of a new run
     assert background.start(path, run) == pid

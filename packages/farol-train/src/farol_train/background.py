@@ -22,6 +22,8 @@ LOG_FILE = "train.log"
 # Children this process started: polled so an ended one is reaped, not left a zombie that
 # still answers "alive" to signal 0.
 _STARTED: dict[int, subprocess.Popen] = {}
+# run folder -> pid of ours: a cell run twice before the run wrote status.json finds it here
+_RUNS: dict[Path, int] = {}
 
 
 def running_pid(run_dir: str | Path) -> int | None:
@@ -54,7 +56,8 @@ def start(config: str | Path, run_dir: str | Path, **options) -> int:
     already training it. `options` are farol-train run's (model, data, iters, seed, fresh);
     an existing run resumes from its newest checkpoint, as `farol-train run` does."""
     run_dir = Path(run_dir)
-    pid = running_pid(run_dir)
+    ours = _RUNS.get(run_dir.resolve())
+    pid = ours if ours is not None and alive(ours) else running_pid(run_dir)
     if pid is not None:
         return pid
     cmd = [sys.executable, "-c", ENTRY, "run", "--config", str(config), "--run", run_dir.name,
@@ -69,6 +72,7 @@ def start(config: str | Path, run_dir: str | Path, **options) -> int:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     _STARTED[proc.pid] = proc
+    _RUNS[run_dir.resolve()] = proc.pid
     return proc.pid
 
 
