@@ -270,6 +270,30 @@ def monitor(c, run=None, refresh="2", once=False):
     run_monitor(_run_dir(run), refresh=seconds, max_updates=1 if once else None)
 
 
+@task(help={"run": "Run name (default: the newest run)."})
+@exit_on_error
+def summary(c, run=None):
+    """The run's facts (duration, losses, overfitting check, checkpoints, base against tuned)
+    and runs/<name>/summary.html with the charts embedded."""
+    from farol_eval.summary import summarize, summary_lines, write_html
+
+    run_dir = _run_dir(run)
+    facts = summarize(run_dir)
+    print("\n".join(summary_lines(facts)))
+    print(f"summary: {write_html(run_dir, facts, log=lambda m: None)}")
+
+
+@task
+@exit_on_error
+def notebook(c):
+    """Open notebooks/farol.ipynb in JupyterLab (needs `pip install -e ".[notebook]"`)."""
+    if shutil.which("jupyter-lab", path=str(BIN)) is None:
+        raise FarolError("JupyterLab is not installed", hint='pip install -e ".[notebook]"')
+    # Rooted at the repo, so the notebook opens from any folder and its ../ paths hold.
+    c.run(shlex.join([str(BIN / "jupyter-lab"), f"--ServerApp.root_dir={ROOT}",
+                      str(ROOT / "notebooks" / "farol.ipynb")]), pty=True)
+
+
 def _run_dir(run: str | None) -> Path:
     """runs/<run>, or a FarolError that lists the runs there are. Without a name, the newest
     run, named on stdout: a forgotten --run must not silently pick another run."""

@@ -425,3 +425,11 @@ def test_prepare_counts_the_records_whose_text_was_repaired_by_kind(tmp_path, ca
     assert report["repaired"] == {"html_entities": 1, "mojibake": 1, "whitespace": 1,
                                   "control_characters": 1}
     assert "textrepaired" in "".join(c for c in capsys.readouterr().out if c.isalnum())
+
+
+def test_notebook_without_jupyterlab_says_how_to_install_it(monkeypatch, tmp_path, capsys):
+    # The task looks for jupyter-lab beside this Python, where the [notebook] extra puts it.
+    monkeypatch.setattr(tasks, "BIN", tmp_path)
+    with pytest.raises(SystemExit):
+        tasks.notebook(Context())
+    assert '.[notebook]' in capsys.readouterr().err

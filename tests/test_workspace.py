@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists())
 # import name -> distribution name, where they differ
-DIST = {"mlx": "mlx", "mlx_lm": "mlx-lm", "yaml": "pyyaml", "farol_core": "farol-core"}
+DIST = {"mlx": "mlx", "mlx_lm": "mlx-lm", "yaml": "pyyaml", "farol_core": "farol-core",
+        "IPython": "ipython"}
 
 
 def _project(path: Path) -> dict:
@@ -40,18 +41,22 @@ def _imports(src: Path) -> set[str]:
 @pytest.mark.parametrize("package", PACKAGES)
 def test_package_declares_exactly_what_it_imports(package):
     project = _project(ROOT / "packages" / package / "pyproject.toml")
-    declared = {_dist_name(r) for r in project["dependencies"]}
+    # an optional import (the notebook's IPython and ipywidgets) is declared in an extra
+    extras = [r for reqs in project.get("optional-dependencies", {}).values() for r in reqs]
+    declared = {_dist_name(r) for r in project["dependencies"] + extras}
     imported = _imports(ROOT / "packages" / package / "src" / package.replace("-", "_"))
     assert imported == declared, f"imports {sorted(imported)} but declares {sorted(declared)}"
 
 
 def test_workspace_installs_every_package_and_script():
     root = _project(ROOT / "pyproject.toml")
-    root_deps = set(root["dependencies"])
+    root_deps = set(root["dependencies"]).union(*root["optional-dependencies"].values())
     scripts = {}
     for package in PACKAGES:
         project = _project(ROOT / "packages" / package / "pyproject.toml")
-        missing = {r for r in project["dependencies"] if not r.startswith("farol-")} - root_deps
+        extras = [r for reqs in project.get("optional-dependencies", {}).values() for r in reqs]
+        missing = {r for r in project["dependencies"] + extras
+                   if not r.startswith("farol-")} - root_deps
         assert not missing, f"{package} needs {missing}, which the workspace does not install"
         scripts |= project.get("scripts", {})
     assert scripts == root["scripts"]

@@ -12,6 +12,8 @@ all of them go through RunDir, so a file name or a check on a checkpoint lives h
       adapters/                   the best adapter by validation loss, with best.json
       checkpoints/step-NNNNNNN/   resumable checkpoints, each with a manifest.json
       eval/                       report.json, .csv, .md and plots/
+      summary.html                the run summary with its charts (farol-eval summary)
+      train.log                   the output of a run a notebook started
 """
 
 import functools
@@ -42,6 +44,8 @@ METRICS_CSV = "metrics.csv"
 STEPS_FILE = "steps.jsonl"
 EVAL_DIR = "eval"
 REPORT_FILE = "report.json"
+SUMMARY_FILE = "summary.html"
+TRAIN_LOG = "train.log"
 STEP_DIR = re.compile(r"^step-(\d{7,})$")  # %07d: seven digits, more past step 9,999,999
 
 
@@ -87,6 +91,8 @@ class RunDir:
     eval_dir = property(lambda self: self.path / EVAL_DIR)
     report = property(lambda self: self.path / EVAL_DIR / REPORT_FILE)
     plots = property(lambda self: self.path / EVAL_DIR / "plots")
+    summary_html = property(lambda self: self.path / SUMMARY_FILE)
+    train_log = property(lambda self: self.path / TRAIN_LOG)  # a notebook-started run's output
     logs = property(lambda self: (self.metrics, self.metrics_csv, self.steps))
 
     def checkpoint(self, step: int) -> Path:

@@ -9,6 +9,8 @@ from farol_eval.evaluate import evaluate
 from farol_eval.monitor import monitor
 from farol_eval.plots import plot
 from farol_eval.report import summary_lines
+from farol_eval.summary import summarize, write_html
+from farol_eval.summary import summary_lines as run_summary_lines
 
 
 def run_path(run: str) -> Path:
@@ -75,3 +77,17 @@ def plot_cmd(run, out):
 def monitor_cmd(run, refresh, once, max_updates):
     """Follow a training run live: latest values, loss sparkline, ETA, memory. Ctrl+C exits."""
     monitor(run_path(run), refresh=refresh, max_updates=1 if once else max_updates)
+
+
+@main.command("summary")
+@click.option("--run", "run", required=True, help="Run folder or name under runs/.")
+@click.option("--no-html", is_flag=True, help="Print only; do not write summary.html.")
+@exit_on_error
+def summary_cmd(run, no_html):
+    """The run's facts: duration, losses, improvement, overfitting check, checkpoints,
+    base against tuned; also writes runs/<name>/summary.html with the charts embedded."""
+    facts = summarize(run_path(run))
+    for line in run_summary_lines(facts):
+        click.echo(line)
+    if not no_html:
+        click.echo(f"summary: {write_html(run_path(run), facts, log=lambda m: None)}")
