@@ -115,8 +115,9 @@ def preflight_cmd(config, model, data):
 @click.option("--write", is_flag=True, help="Save the refitted coefficients for this backend.")
 @click.option("--out", type=click.Path(), default=None,
               help="Calibration file to write (default: the one the memory model reads).")
-@click.option("--from", "recorded", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Refit the points this calibration file records instead of measuring.")
+@click.option("--from", "recorded", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="Refit the points these calibration files record instead of measuring "
+                   "(repeatable: the fit uses every file's points).")
 @click.option("--backend", "backend_name", type=click.Choice(["cpu", "cuda", "metal"]),
               default=None, help="Backend to calibrate (default: this machine's).")
 @click.option("--dtype", type=click.Choice(calibrate.MEASURED_DTYPES), default=None,
@@ -130,13 +131,14 @@ def preflight_cmd(config, model, data):
 def calibrate_cmd(grid_name, write, out, recorded, backend_name, dtype, progress, fresh):
     """Measure training peaks on a grid and refit the memory model for this backend."""
     here = backend()
-    if backend_name not in (None, here) and recorded is None:
+    if backend_name not in (None, here) and not recorded:
         raise FarolError(f"this machine runs MLX on {here}; it cannot measure {backend_name}",
                          hint="measure on that machine, or refit recorded points with --from")
     target = out or (calibrate.default_file() if write else None)
     kept = progress or calibrate.progress_file("runs", here, grid_name, dtype)
     calibrate.calibrate(grid_name, backend_name or here, target, log=click.echo,
-                        recorded=recorded, dtype=dtype, progress=None if recorded else kept,
+                        recorded=list(recorded), dtype=dtype,
+                        progress=None if recorded else kept,
                         fresh=fresh)
 
 

@@ -1,8 +1,9 @@
 """Checks before a run (versions, device, memory, disk, data, model) and the three profiles.
 
 Each check is pass, warn or fail with the fix; a fail means the run would not work. The profiles
-SAFE / BALANCED / PERFORMANCE are the largest settings whose estimated peak memory (see
-`memory.estimate`) fits in 50 / 70 / 90 % of the memory budget.
+SAFE / BALANCED / PERFORMANCE are the largest settings whose planned peak memory (the estimate of
+`memory.estimate` plus the backend's safety margin, `memory.planned_peak`) fits in 50 / 70 / 90 %
+of the memory budget.
 """
 
 import platform
@@ -24,7 +25,15 @@ from rich.table import Table
 from farol_train.calibrate import suggested_grid
 from farol_train.data_order import trained_tokens
 from farol_train.guards import memory_total
-from farol_train.memory import CALIBRATION_STATUS, Shape, estimate, load_calibration, read_shape
+from farol_train.memory import (
+    CALIBRATION_STATUS,
+    Shape,
+    estimate,
+    load_calibration,
+    margin,
+    planned_peak,
+    read_shape,
+)
 from farol_train.packing import real_token_share
 
 PROFILES = {"SAFE": 0.5, "BALANCED": 0.7, "PERFORMANCE": 0.9}
@@ -98,6 +107,8 @@ def report(cfg: dict, console: Console | None = None) -> bool:
         table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", c.detail, c.fix)
     console.print(table)
     if any(c.name == "base model" and c.status != "fail" for c in checks):
+        console.print(f"profiles plan for the estimated peak plus the {backend()} safety margin "
+                      f"of {margin(backend()):.0%} (docs/training.md)")
         for name, p in profiles(cfg).items():
             console.print(f"{name:12} " + (describe(p) if p else "does not fit"))
     return not any(c.status == "fail" for c in checks)
@@ -272,6 +283,10 @@ def check_memory_model(kind: str | None = None, shape: Shape | None = None) -> C
         return Check("memory model", "warn", detail + ": treat the estimate below as rough",
                      f"`invoke calibrate --dtype {dtype}` shows the error on {dtype} models "
                      "(without --write it changes nothing); docs/training.md has measured ones")
+    if status == "borrowed":
+        detail = (f"{kind} profile memory is an estimate borrowed from "
+                  f"{cal.get('borrowed_from', 'another backend')}: nothing was measured on "
+                  f"{kind} yet ({CALIBRATION_STATUS[status]})")
     return Check("memory model", "warn", detail + ": treat the estimate below as rough",
                  "measure them once: "
                  f"`invoke calibrate --grid {suggested_grid(device_memory(kind))} --write`")
@@ -279,10 +294,11 @@ def check_memory_model(kind: str | None = None, shape: Shape | None = None) -> C
 
 def check_memory(cfg: dict) -> Check:
     """The run's estimated peak against the memory budget, with a profile as the fix."""
-    need = estimate(read_shape(Path(cfg["model"])), cfg["lora"], cfg["training"],
-                    backend())["total"]
-    budget = memory_budget(cfg)
-    detail = f"estimated peak {need / GB:.2f} GB of a {budget / GB:.1f} GB budget ({backend()})"
+    shape, kind = read_shape(Path(cfg["model"])), backend()
+    raw = estimate(shape, cfg["lora"], cfg["training"], kind)["total"]
+    need, budget = planned_peak(shape, cfg["lora"], cfg["training"], kind), memory_budget(cfg)
+    detail = (f"estimated peak {raw / GB:.2f} GB + {margin(kind):.0%} safety margin = "
+              f"{need / GB:.2f} GB of a {budget / GB:.1f} GB budget ({kind})")
     if need <= 0.8 * budget:
         return Check("training memory", "pass", detail)
     safe = profiles(cfg)["SAFE"]
@@ -340,7 +356,7 @@ def _peak(shape, cfg: dict, c: dict, kind: str) -> int:
     # The accumulation counts too: a pending gradient is one more copy of the LoRA state.
     training = {**cfg["training"], **{k: c[k] for k in ("batch_size", "grad_accumulation_steps",
                                                         "max_seq_length", "grad_checkpoint")}}
-    return estimate(shape, lora, training, kind)["total"]
+    return planned_peak(shape, lora, training, kind)
 
 
 def describe(p: dict) -> str:
