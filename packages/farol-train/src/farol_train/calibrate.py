@@ -109,7 +109,7 @@ GRIDS = {
 
 
 def calibrate(grid_name: str, backend: str, out: str | Path | None = None, log=print,
-              recorded: list[str | Path] | None = None, dtype: str | None = None,
+              recorded: str | Path | list[str | Path] | None = None, dtype: str | None = None,
               progress: str | Path | None = None, fresh: bool = False) -> dict:
     """Measure a grid on this machine (its models in `dtype` when given), or take the points
     `recorded` for `backend` in one or more calibration files; show the estimate's error with
@@ -118,6 +118,8 @@ def calibrate(grid_name: str, backend: str, out: str | Path | None = None, log=p
     With a `progress` file, measured points are kept there as they come (see `measure`);
     `fresh` drops the ones it holds first."""
     current = load_calibration(backend)
+    if isinstance(recorded, str | Path):
+        recorded = [recorded]
     if fresh and progress is not None:
         Path(progress).unlink(missing_ok=True)
     if recorded:
@@ -253,8 +255,15 @@ def fit(points: list[Point], base: dict) -> dict:
     if len(points) < len(directions) + 2:
         raise FarolError(f"the fit needs at least {len(directions) + 2} measured points, got "
                          f"{len(points)}")
-    scan = [_fit_non_negative(points, base, directions, g) for g in CHECKPOINTED_SCAN]
-    return min(scan, key=lambda cal: sum(e * e for e in errors(points, cal)))
+    # Coarse to fine: quarters of a block first, then twentieths around the best quarter.
+    best = _best_of(points, base, directions, CHECKPOINTED_SCAN[::5])
+    near = [g for g in CHECKPOINTED_SCAN if abs(g - best["checkpointed_block"]) < 0.25]
+    return _best_of(points, base, directions, near)
+
+
+def _best_of(points: list[Point], base: dict, directions: list[dict], scan: list[float]) -> dict:
+    fits = [_fit_non_negative(points, base, directions, g) for g in scan]
+    return min(fits, key=lambda cal: sum(e * e for e in errors(points, cal)))
 
 
 def _fit_non_negative(points: list[Point], base: dict, directions: list[dict],
