@@ -6,6 +6,7 @@ import shutil
 import pytest
 import yaml
 from click.testing import CliRunner
+from farol_train import wizard
 from farol_train.cli import main
 from farol_train.loop import resolve
 from farol_train.memory import estimate, margin, read_shape
@@ -63,7 +64,7 @@ def memory_budget_total() -> float:
 def test_configure_wizard_writes_a_valid_config(tiny_4bit, processed, tmp_path):
     out = tmp_path / "mine.yaml"
     answers = "\n".join(["mine", str(tiny_4bit), str(processed), "custom", "2", "4", "128", "2",
-                         "y"]) + "\n"
+                         "y", "", "50", "2e-4", "10", "16", "10", "0.05"]) + "\n"
     res = CliRunner().invoke(main, ["configure", "--out", str(out)], input=answers)
     assert res.exit_code == 0, res.output
     cfg = yaml.safe_load(out.read_text())
@@ -71,8 +72,13 @@ def test_configure_wizard_writes_a_valid_config(tiny_4bit, processed, tmp_path):
     assert cfg["training"]["batch_size"] == 2 and cfg["training"]["grad_accumulation_steps"] == 4
     assert cfg["training"]["max_seq_length"] == 128 and cfg["lora"]["num_layers"] == 2
     assert cfg["training"]["grad_checkpoint"] is True
+    assert cfg["training"]["epochs"] is None and cfg["training"]["iters"] == 50
+    assert cfg["training"]["learning_rate"] == 2e-4 and cfg["training"]["warmup_steps"] == 10
+    assert (cfg["lora"]["rank"], cfg["lora"]["scale"], cfg["lora"]["dropout"]) == (16, 10, 0.05)
+    assert "learning_rate: 1e-5 is gentle" in res.output  # each question says why
+    assert res.output.rstrip().endswith(f"train with: invoke train --config {out}")
     default = CliRunner().invoke(main, ["configure", "--out", str(tmp_path / "b.yaml")],
-                                 input=f"b\n{tiny_4bit}\n{processed}\n\n")
+                                 input=f"b\n{tiny_4bit}\n{processed}\n\n" + "\n" * 7)
     assert default.exit_code == 0 and "custom) [BALANCED]:" in default.output
     chosen = yaml.safe_load((tmp_path / "b.yaml").read_text())
     balanced = profiles(resolve(chosen))["BALANCED"]
@@ -228,7 +234,7 @@ def test_configure_never_overwrites_silently_and_writes_nothing_when_cut_short(t
     refused = _configure(tmp_path, out, ["n"])
     assert refused.exit_code == 1 and "already exists; nothing was written" in refused.output
     assert out.read_text() == "keep: me\n"
-    answers = ["mine", str(tiny_4bit), str(processed), ""]
+    answers = ["mine", str(tiny_4bit), str(processed), "", *[""] * 7]
     replaced = _configure(tmp_path, out, ["y", *answers])
     assert replaced.exit_code == 0 and yaml.safe_load(out.read_text())["name"] == "mine"
     assert _configure(tmp_path, out, answers, "--force").exit_code == 0
@@ -240,12 +246,12 @@ def test_configure_asks_again_for_a_custom_value_the_schema_refuses(tiny_4bit, p
                                                                     tmp_path):
     out = tmp_path / "c.yaml"
     res = _configure(tmp_path, out, ["c", str(tiny_4bit), str(processed), "custom",
-                                     "0", "2", "0", "1", "8", "64", "2", "n"])
+                                     "0", "2", "0", "1", "8", "64", "2", "n", *[""] * 7])
     assert res.exit_code == 0, res.output
     assert res.output.count("is not in the range x>=") == 3  # 0, 0 and 8 asked again
     training = yaml.safe_load(out.read_text())["training"]
     assert training["batch_size"] == 2 and training["max_seq_length"] == 64
-    assert "train with: farol-train run --config" in res.output
+    assert "train with: invoke train --config" in res.output
 
 
 def _fuse(*args):
@@ -309,3 +315,55 @@ def test_gguf_given_as_a_path_is_refused_before_writing(trained_run, tiny_4bit, 
                                     "--gguf", str(out / "model.gguf")])
     assert res.exit_code == 1 and "must be a file name ending in .gguf" in res.output
     assert not out.exists()
+
+
+def _with_report(processed, tmp_path, recommended=128, p95=85):
+    data = tmp_path / "data"
+    shutil.copytree(processed, data)
+    report = json.loads((data / "report.json").read_text())
+    report["tokens"] = {"recommended_max_seq_length": recommended, "p95": p95, "limit": 2048}
+    (data / "report.json").write_text(json.dumps(report))
+    return data
+
+
+def test_the_data_recommendation_feeds_preflight_profiles_and_the_wizard(tiny_4bit, processed,
+                                                                         tmp_path):
+    data = _with_report(processed, tmp_path)
+    cfg = resolve(None, model=str(tiny_4bit), data=str(data),
+                  training={"max_seq_length": 2048}, lora={"num_layers": 2})
+    advice = {c.name: c for c in run_checks(cfg)}["max_seq_length"]
+    assert advice.status == "warn" and "far above what the data needs" in advice.detail
+    assert advice.fix.startswith("set training.max_seq_length to 128")
+    assert all(p["max_seq_length"] <= 128 for p in profiles(cfg).values() if p)
+    fine = resolve(None, model=str(tiny_4bit), data=str(data), training={"max_seq_length": 128})
+    assert {c.name: c for c in run_checks(fine)}["max_seq_length"].status == "pass"
+    out = tmp_path / "w.yaml"
+    res = _configure(tmp_path, out, ["w", str(tiny_4bit), str(data), "custom", "", "", "", "2",
+                                     "y", *[""] * 7])
+    assert res.exit_code == 0, res.output
+    assert "max_seq_length [128]:" in res.output  # the data's advice, not the schema's 2048
+    assert yaml.safe_load(out.read_text())["training"]["max_seq_length"] == 128
+
+
+def test_the_wizard_warns_on_many_passes_over_a_small_split(tiny_4bit, processed, tmp_path):
+    n = len((processed / "train.jsonl").read_text().splitlines())
+    res = _configure(tmp_path, tmp_path / "m.yaml", ["m", str(tiny_4bit), str(processed),
+                                                     "custom", "1", "1", "64", "2", "y", "",
+                                                     str(n * 40), *[""] * 5])
+    assert res.exit_code == 0, res.output
+    assert f"warning: {n * 40} steps of batch 1 over {n} train examples is 40 passes" \
+        in res.output
+    cfg = resolve(None, data=str(processed), training={"epochs": 3})
+    assert wizard.plan_warning(cfg, n) is None
+
+
+def test_identical_profiles_are_explained():
+    same = {"batch_size": 4, "grad_accumulation_steps": 1, "max_seq_length": 128,
+            "num_layers": 4, "grad_checkpoint": False}
+    found = {"SAFE": {**same, "grad_checkpoint": True, "estimated_gb": 0.1},
+             "BALANCED": {**same, "estimated_gb": 0.2}, "PERFORMANCE": {**same,
+                                                                        "estimated_gb": 0.2}}
+    assert wizard.why_profiles_coincide(found) == [
+        "BALANCED and PERFORMANCE are the same: memory allows more than the data needs (the "
+        "longest rows it needs, the deepest adapters preferred and the whole batch already fit "
+        "in BALANCED's share)"]

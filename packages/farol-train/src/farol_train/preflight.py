@@ -35,6 +35,7 @@ from farol_train.memory import (
     read_shape,
 )
 from farol_train.packing import real_token_share
+from farol_train.wizard import advised_max_seq_length, data_advice, seq_length_warning
 
 PROFILES = {"SAFE": 0.5, "BALANCED": 0.7, "PERFORMANCE": 0.9}
 GB = 1e9
@@ -80,7 +81,7 @@ def device_memory(kind: str) -> int:
 def run_checks(cfg: dict) -> list[Check]:
     """Every check for the run config `cfg` (already resolved)."""
     checks = [check_python(), *check_pins(), check_device(), check_ram(cfg),
-              check_disk(Path(cfg["runs_dir"])), *check_data(cfg)]
+              check_disk(Path(cfg["runs_dir"])), *check_data(cfg), check_seq_advice(cfg)]
     model = check_model(Path(cfg["model"]), cfg["lora"]["num_layers"])
     checks.append(model)
     if model.status != "fail":
@@ -255,6 +256,20 @@ def check_lengths(examples: list, max_seq_length: int) -> Check:
     return Check("data lengths", "pass", detail)
 
 
+def check_seq_advice(cfg: dict) -> Check:
+    """The config's max_seq_length against what the prepared data recommends (report.json)."""
+    advice = data_advice(cfg["data"])
+    if advice is None:
+        return Check("max_seq_length", "pass", "no report.json with token counts to compare")
+    warning = seq_length_warning(cfg)
+    detail = (f"{cfg['training']['max_seq_length']}; the data recommends "
+              f"{advice['recommended_max_seq_length']} (p95 {advice['p95']} tokens)")
+    if warning:
+        return Check("max_seq_length", "warn", warning, "set training.max_seq_length to "
+                     f"{advice['recommended_max_seq_length']} (profiles below use it)")
+    return Check("max_seq_length", "pass", detail)
+
+
 def check_packing(cfg: dict, examples: list) -> Check:
     """How much of each step is padding, with and without sequence packing, on this data."""
     t = cfg["training"]
@@ -328,7 +343,7 @@ def _candidates(cfg: dict, model_layers: int) -> list[dict]:
     effective = cfg["training"]["batch_size"] * cfg["training"]["grad_accumulation_steps"]
     most = _train_count(Path(cfg["data"])) or effective
     batches = [b for b in (1, 2, 4, 8) if effective % b == 0 and b <= max(most, 1)]
-    seq_max = cfg["training"]["max_seq_length"]
+    seq_max = advised_max_seq_length(cfg)  # what the prepared data needs, when it says
     seqs = sorted({s for s in (256, 512, 1024, 2048) if s < seq_max} | {seq_max})
     layers = sorted({n for n in (4, 8, 16, 32) if n < model_layers} | {model_layers})
     return [{"batch_size": b, "grad_accumulation_steps": effective // b, "max_seq_length": s,
