@@ -2,6 +2,9 @@
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -367,3 +370,15 @@ def test_identical_profiles_are_explained():
         "BALANCED and PERFORMANCE are the same: memory allows more than the data needs (the "
         "longest rows it needs, the deepest adapters preferred and the whole batch already fit "
         "in BALANCED's share)"]
+
+
+def test_invoke_configure_runs_the_wizard_and_ends_with_the_train_line(tiny_4bit, processed,
+                                                                       tmp_path):
+    out = tmp_path / "via-invoke.yaml"
+    answers = "\n".join(["v", str(tiny_4bit), str(processed), "", "3", *[""] * 5]) + "\n"
+    res = subprocess.run([str(Path(sys.executable).parent / "invoke"), "configure", "--out",
+                          str(out)], input=answers, capture_output=True, text=True,
+                         cwd=Path(__file__).parents[2], timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert yaml.safe_load(out.read_text())["training"]["epochs"] == 3
+    assert res.stdout.rstrip().endswith(f"train with: invoke train --config {out}")
