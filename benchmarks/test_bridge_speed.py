@@ -142,7 +142,8 @@ def test_latency_persistent_bridge_vs_farol_ask_per_message(benchmark, client, m
 
 
 def test_batched_throughput_8_concurrent_vs_sequential(benchmark, client):
-    max_tokens = 16 if benchmark.disabled else 128
+    # run-7b.sh's dry run sets FAROL_BENCH_BRIDGE_TOKENS to keep a real run short.
+    max_tokens = int(os.environ.get("FAROL_BENCH_BRIDGE_TOKENS", 16 if benchmark.disabled else 128))
 
     def requests(tag):
         return [{"id": f"{tag}{i}", "op": "generate", "prompt": p, "max_tokens": max_tokens}

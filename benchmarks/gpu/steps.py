@@ -90,6 +90,7 @@ def _farol(model, data, tmp, iters, layers) -> list[dict]:
                        "training": {"batch_size": SETTINGS["batch_size"], "iters": iters,
                                     "max_seq_length": SETTINGS["max_seq_length"],
                                     "steps_per_report": REPORT, "steps_per_eval": 10**6,
+                                    "val_batches": 1,  # as mlx_lm_run gives mlx-lm
                                     "save_every": 10**6}},
                       log=lambda _: None, fresh=True)
     return [json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
