@@ -327,6 +327,18 @@ def preflight(c, config=str(DEMO_CONFIG), model=None, data=None):
         sys.exit(1)
 
 
+@task(help={"out": "Config file to write (default: asked, configs/NAME.yaml).",
+            "force": "Replace OUT without asking if it exists."})
+@exit_on_error
+def configure(c, out=None, force=False):
+    """Wizard: a profile or custom settings for a run, each with its default and reason; writes
+    the config and ends with the `invoke train` line. Nothing is written if cut short."""
+    from farol_train.cli import main
+
+    args = ["configure", *(["--out", out] if out else []), *(["--force"] if force else [])]
+    main.main(args, prog_name="invoke configure")  # click's prompts, errors and exit code
+
+
 @task(help={"grid": "Points to measure: tiny (minutes on a CPU), mistral-7b-16gb (the 7B "
                     "shape under 9 GB: a 16 GB Mac) or mistral-7b (up to 22 GB); "
                     "default: tiny.",

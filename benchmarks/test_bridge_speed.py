@@ -7,6 +7,7 @@ measurement runs once on the tiny model, with short answers.
 """
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,8 +27,10 @@ PROMPTS = ["Quem foi Hassan Nader?", "Olá", "Em que ano foi fundado o Farense?"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_4bit) -> Path:
-    return tiny_4bit
+def model_dir(request) -> Path:
+    # benchmarks/gpu/run-7b.sh points the bridge at a saved Mistral-7B-shape folder.
+    saved = os.environ.get("FAROL_BENCH_BRIDGE_MODEL")
+    return Path(saved) if saved else request.getfixturevalue("tiny_4bit")
 
 
 class Client:
@@ -139,7 +142,8 @@ def test_latency_persistent_bridge_vs_farol_ask_per_message(benchmark, client, m
 
 
 def test_batched_throughput_8_concurrent_vs_sequential(benchmark, client):
-    max_tokens = 16 if benchmark.disabled else 128
+    # run-7b.sh's dry run sets FAROL_BENCH_BRIDGE_TOKENS to keep a real run short.
+    max_tokens = int(os.environ.get("FAROL_BENCH_BRIDGE_TOKENS", 16 if benchmark.disabled else 128))
 
     def requests(tag):
         return [{"id": f"{tag}{i}", "op": "generate", "prompt": p, "max_tokens": max_tokens}

@@ -1,11 +1,16 @@
-"""The memory model against real peaks (CPU, measured here) and the H100 reference figures."""
+"""The memory model against real peaks: CPU measured here, CUDA's 7B peaks recorded with their
+source, held-out predictions and the safety margin."""
 
 import pytest
+from farol_train import calibrate
 from farol_train.calibrate import MISTRAL_7B
 from farol_train.memory import (
     Shape,
     estimate,
+    load_calibration,
+    margin,
     measure_peak,
+    planned_peak,
     read_shape,
     shape_from_config,
     weight_bytes,
@@ -33,18 +38,51 @@ def test_estimate_within_15_percent_of_the_measured_cpu_peak(shape, layers, batc
     assert abs(estimated - measured) / measured < 0.15, (estimated, measured)
 
 
-# Reference figures from shared/gpu/README.md (H100, MLX 0.32.4 CUDA), not measured here.
-H100_REFERENCE = [(16, 2, 512, False, 13.66), (16, 2, 512, True, 6.55), (8, 2, 512, False, 9.41),
-                  (32, 1, 512, False, 13.09), (32, 2, 512, True, 6.92), (16, 4, 512, True, 21.5),
-                  (16, 1, 2048, True, 21.5)]
+def _cuda_points() -> list:
+    return calibrate.recorded_points(calibrate.default_file(), "cuda")
 
 
-def test_cuda_calibration_matches_the_h100_reference_figures():
+def test_the_cuda_points_are_the_measured_7b_peaks_each_with_its_source():
+    points = _cuda_points()
     assert abs(weight_bytes(MISTRAL_7B) / 1e9 - 4.07) < 0.01
-    for layers, batch, seq, checkpoint, gb in H100_REFERENCE:
-        training = {"batch_size": batch, "max_seq_length": seq, "grad_checkpoint": checkpoint}
-        total = estimate(MISTRAL_7B, {"num_layers": layers, "rank": 8}, training, "cuda")["total"]
-        assert abs(total / 1e9 - gb) / gb < 0.15, (layers, batch, seq, checkpoint, total)
+    assert all(p.shape == MISTRAL_7B for p in points)
+    assert sum(p.source.startswith("H100 reference figures") for p in points) == 7
+    assert sum("NVIDIA H200" in p.source for p in points) == 7
+    assert load_calibration("cuda")["status"] == "measured"
+
+
+def test_cuda_coefficients_fitted_without_four_h200_points_predict_them():
+    """Held out: fit on the H100 figures and three H200 points, predict the other four."""
+    points = _cuda_points()
+    held = [p for p in points if "H200" in p.source][:4]
+    fitted = calibrate.fit([p for p in points if p not in held], load_calibration("cuda"))
+    predicted = calibrate.errors(held, fitted)
+    assert max(abs(e) for e in predicted) < 0.2, predicted
+    assert min(predicted) * (1 + margin("cuda")) + margin("cuda") >= -0.05, predicted
+
+
+@pytest.mark.parametrize("backend_name", ["cpu", "cuda"])
+def test_no_measured_point_is_underestimated_by_more_than_5_percent_after_the_margin(
+        backend_name):
+    points = calibrate.recorded_points(calibrate.default_file(), backend_name)
+    for p in points:
+        planned = planned_peak(p.shape, p.lora, p.training, backend_name)
+        assert planned >= 0.95 * p.measured, (p.label(), planned, p.measured)
+    # The margin also covers each point predicted by a fit that never saw it.
+    left_out = calibrate.leave_one_out(points, load_calibration(backend_name))
+    assert all((1 + e) * (1 + margin(backend_name)) >= 0.95 for e in left_out), left_out
+
+
+def test_the_margin_is_the_smallest_whole_percent_that_keeps_underestimates_within_5():
+    assert calibrate.safety_margin([0.1, -0.02]) == 0.0
+    assert calibrate.safety_margin([0.0, -0.122], [0.01]) == 0.09  # 0.878 * 1.09 >= 0.95
+    assert calibrate.safety_margin([-0.2]) == 0.19  # 0.8 * 1.19 = 0.952
+
+
+def test_metal_borrows_the_cuda_fit_without_the_cuda_only_jump():
+    metal, cuda = load_calibration("metal"), load_calibration("cuda")
+    assert metal["status"] == "borrowed" and metal["borrowed_from"] == "cuda"
+    assert "large_step_bytes_per_token" not in metal and metal["margin"] == cuda["margin"]
 
 
 def test_shape_from_a_real_model_folder(tiny_4bit):

@@ -2,12 +2,16 @@
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from farol_train import wizard
 from farol_train.cli import main
-from farol_train.memory import estimate, read_shape
+from farol_train.memory import estimate, margin, read_shape
 from farol_train.preflight import check_memory_model, memory_budget, profiles, run_checks
 from farol_train.run_config import resolve
 
@@ -22,6 +26,8 @@ def test_preflight_passes_on_a_ready_setup_and_fails_with_fixes(tiny_4bit, proce
     flat = "".join(ch for ch in ok.output if ch.isalnum() or ch in "(-)")  # table may wrap
     assert f"{n_train}examples" in flat and "4-bit(group64)" in flat
     assert "estimatedpeak" in flat and "BALANCED" in ok.output
+    assert "23safetymargin" in flat  # the cpu margin, shown on the memory row and the profiles
+    assert "profiles plan for the estimated peak plus the cpu safety margin of 23%" in ok.output
     assert "packinggainsatmost1" in flat
     assert "cpucoefficientsfittedtopeaksmeasuredonthisbackend" in flat
     bad = CliRunner().invoke(main, ["preflight", "--model", str(tmp_path / "none"), "--data",
@@ -61,7 +67,7 @@ def memory_budget_total() -> float:
 def test_configure_wizard_writes_a_valid_config(tiny_4bit, processed, tmp_path):
     out = tmp_path / "mine.yaml"
     answers = "\n".join(["mine", str(tiny_4bit), str(processed), "custom", "2", "4", "128", "2",
-                         "y"]) + "\n"
+                         "y", "", "50", "2e-4", "10", "16", "10", "0.05"]) + "\n"
     res = CliRunner().invoke(main, ["configure", "--out", str(out)], input=answers)
     assert res.exit_code == 0, res.output
     cfg = yaml.safe_load(out.read_text())
@@ -69,8 +75,13 @@ def test_configure_wizard_writes_a_valid_config(tiny_4bit, processed, tmp_path):
     assert cfg["training"]["batch_size"] == 2 and cfg["training"]["grad_accumulation_steps"] == 4
     assert cfg["training"]["max_seq_length"] == 128 and cfg["lora"]["num_layers"] == 2
     assert cfg["training"]["grad_checkpoint"] is True
+    assert cfg["training"]["epochs"] is None and cfg["training"]["iters"] == 50
+    assert cfg["training"]["learning_rate"] == 2e-4 and cfg["training"]["warmup_steps"] == 10
+    assert (cfg["lora"]["rank"], cfg["lora"]["scale"], cfg["lora"]["dropout"]) == (16, 10, 0.05)
+    assert "learning_rate: 1e-5 is gentle" in res.output  # each question says why
+    assert res.output.rstrip().endswith(f"train with: invoke train --config {out}")
     default = CliRunner().invoke(main, ["configure", "--out", str(tmp_path / "b.yaml")],
-                                 input=f"b\n{tiny_4bit}\n{processed}\n\n")
+                                 input=f"b\n{tiny_4bit}\n{processed}\n\n" + "\n" * 7)
     assert default.exit_code == 0 and "custom) [BALANCED]:" in default.output
     chosen = yaml.safe_load((tmp_path / "b.yaml").read_text())
     balanced = profiles(resolve(chosen))["BALANCED"]
@@ -136,10 +147,10 @@ def test_the_packing_check_gives_the_bound_and_suggests_packing_when_it_pays(tin
 
 def test_preflight_says_when_the_memory_model_was_not_measured_on_this_backend():
     metal = check_memory_model("metal")
-    assert metal.status == "warn" and "borrowed" in metal.detail
+    assert metal.status == "warn"
+    assert "metal profile memory is an estimate borrowed from cuda" in metal.detail
     assert metal.fix.startswith("measure them once: `invoke calibrate --grid ")
-    cuda = check_memory_model("cuda")
-    assert cuda.status == "warn" and "not measured by Farol" in cuda.detail
+    assert check_memory_model("cuda").status == "pass"  # the measured 7B peaks
     assert check_memory_model("cpu").status == "pass"
 
 
@@ -199,7 +210,7 @@ def test_profiles_keep_the_effective_batch_and_estimate_their_own_accumulation(p
         assert p["batch_size"] * p["grad_accumulation_steps"] == 8
         training = {**cfg["training"], **p}  # the profile's own accumulation: pending gradient
         total = estimate(shape, {**cfg["lora"], "num_layers": p["num_layers"]}, training)["total"]
-        assert p["estimated_gb"] == round(total / 1e9, 2)
+        assert p["estimated_gb"] == round(total * (1 + margin("cpu")) / 1e9, 2)  # with margin
     assert any(p["grad_accumulation_steps"] > 1 for p in found.values())
 
 
@@ -226,7 +237,7 @@ def test_configure_never_overwrites_silently_and_writes_nothing_when_cut_short(t
     refused = _configure(tmp_path, out, ["n"])
     assert refused.exit_code == 1 and "already exists; nothing was written" in refused.output
     assert out.read_text() == "keep: me\n"
-    answers = ["mine", str(tiny_4bit), str(processed), ""]
+    answers = ["mine", str(tiny_4bit), str(processed), "", *[""] * 7]
     replaced = _configure(tmp_path, out, ["y", *answers])
     assert replaced.exit_code == 0 and yaml.safe_load(out.read_text())["name"] == "mine"
     assert _configure(tmp_path, out, answers, "--force").exit_code == 0
@@ -238,12 +249,12 @@ def test_configure_asks_again_for_a_custom_value_the_schema_refuses(tiny_4bit, p
                                                                     tmp_path):
     out = tmp_path / "c.yaml"
     res = _configure(tmp_path, out, ["c", str(tiny_4bit), str(processed), "custom",
-                                     "0", "2", "0", "1", "8", "64", "2", "n"])
+                                     "0", "2", "0", "1", "8", "64", "2", "n", *[""] * 7])
     assert res.exit_code == 0, res.output
     assert res.output.count("is not in the range x>=") == 3  # 0, 0 and 8 asked again
     training = yaml.safe_load(out.read_text())["training"]
     assert training["batch_size"] == 2 and training["max_seq_length"] == 64
-    assert "train with: farol-train run --config" in res.output
+    assert "train with: invoke train --config" in res.output
 
 
 def _fuse(*args):
@@ -307,3 +318,67 @@ def test_gguf_given_as_a_path_is_refused_before_writing(trained_run, tiny_4bit, 
                                     "--gguf", str(out / "model.gguf")])
     assert res.exit_code == 1 and "must be a file name ending in .gguf" in res.output
     assert not out.exists()
+
+
+def _with_report(processed, tmp_path, recommended=128, p95=85):
+    data = tmp_path / "data"
+    shutil.copytree(processed, data)
+    report = json.loads((data / "report.json").read_text())
+    report["tokens"] = {"recommended_max_seq_length": recommended, "p95": p95, "limit": 2048}
+    (data / "report.json").write_text(json.dumps(report))
+    return data
+
+
+def test_the_data_recommendation_feeds_preflight_profiles_and_the_wizard(tiny_4bit, processed,
+                                                                         tmp_path):
+    data = _with_report(processed, tmp_path)
+    cfg = resolve(None, model=str(tiny_4bit), data=str(data),
+                  training={"max_seq_length": 2048}, lora={"num_layers": 2})
+    advice = {c.name: c for c in run_checks(cfg)}["max_seq_length"]
+    assert advice.status == "warn" and "far above what the data needs" in advice.detail
+    assert advice.fix.startswith("set training.max_seq_length to 128")
+    assert all(p["max_seq_length"] <= 128 for p in profiles(cfg).values() if p)
+    fine = resolve(None, model=str(tiny_4bit), data=str(data), training={"max_seq_length": 128})
+    assert {c.name: c for c in run_checks(fine)}["max_seq_length"].status == "pass"
+    out = tmp_path / "w.yaml"
+    res = _configure(tmp_path, out, ["w", str(tiny_4bit), str(data), "custom", "", "", "", "2",
+                                     "y", *[""] * 7])
+    assert res.exit_code == 0, res.output
+    assert "max_seq_length [128]:" in res.output  # the data's advice, not the schema's 2048
+    assert yaml.safe_load(out.read_text())["training"]["max_seq_length"] == 128
+
+
+def test_the_wizard_warns_on_many_passes_over_a_small_split(tiny_4bit, processed, tmp_path):
+    n = len((processed / "train.jsonl").read_text().splitlines())
+    res = _configure(tmp_path, tmp_path / "m.yaml", ["m", str(tiny_4bit), str(processed),
+                                                     "custom", "1", "1", "64", "2", "y", "",
+                                                     str(n * 40), *[""] * 5])
+    assert res.exit_code == 0, res.output
+    assert f"warning: {n * 40} steps of batch 1 over {n} train examples is 40 passes" \
+        in res.output
+    cfg = resolve(None, data=str(processed), training={"epochs": 3})
+    assert wizard.plan_warning(cfg, n) is None
+
+
+def test_identical_profiles_are_explained():
+    same = {"batch_size": 4, "grad_accumulation_steps": 1, "max_seq_length": 128,
+            "num_layers": 4, "grad_checkpoint": False}
+    found = {"SAFE": {**same, "grad_checkpoint": True, "estimated_gb": 0.1},
+             "BALANCED": {**same, "estimated_gb": 0.2}, "PERFORMANCE": {**same,
+                                                                        "estimated_gb": 0.2}}
+    assert wizard.why_profiles_coincide(found) == [
+        "BALANCED and PERFORMANCE are the same: memory allows more than the data needs (the "
+        "longest rows it needs, the deepest adapters preferred and the whole batch already fit "
+        "in BALANCED's share)"]
+
+
+def test_invoke_configure_runs_the_wizard_and_ends_with_the_train_line(tiny_4bit, processed,
+                                                                       tmp_path):
+    out = tmp_path / "via-invoke.yaml"
+    answers = "\n".join(["v", str(tiny_4bit), str(processed), "", "3", *[""] * 5]) + "\n"
+    res = subprocess.run([str(Path(sys.executable).parent / "invoke"), "configure", "--out",
+                          str(out)], input=answers, capture_output=True, text=True,
+                         cwd=Path(__file__).parents[2], timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert yaml.safe_load(out.read_text())["training"]["epochs"] == 3
+    assert res.stdout.rstrip().endswith(f"train with: invoke train --config {out}")

@@ -11,6 +11,7 @@ linear least-squares solve per value of it on a scan, keeping the best.
 """
 
 import json
+import math
 import platform
 from dataclasses import asdict, astuple, dataclass, replace
 from importlib import resources
@@ -32,10 +33,11 @@ from farol_train.memory import (
 )
 
 LINEAR = ("hidden", "intermediate", "attention", "attention_transient", "logits",
-          "overhead_bytes")
+          "overhead_bytes", "large_step_bytes_per_token", "row_bytes")
 FITTED = (*LINEAR, "checkpointed_block")
 MEASURED_DTYPES = ("float32", "float16")  # what memory._measure_here builds
 CHECKPOINTED_SCAN = [i / 20 for i in range(81)]  # 0 to 4 blocks' activations, in twentieths
+WORST_UNDERESTIMATE = 0.05  # what the safety margin allows at any measured point, left out or not
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Point:
     seq: int
     checkpoint: bool
     measured: int | None = None
+    source: str = ""  # where the peak was measured (see `machine`), or the figures it came from
 
     @property
     def lora(self) -> dict:
@@ -106,49 +109,73 @@ GRIDS = {
 
 
 def calibrate(grid_name: str, backend: str, out: str | Path | None = None, log=print,
-              recorded: str | Path | None = None, dtype: str | None = None,
+              recorded: str | Path | list[str | Path] | None = None, dtype: str | None = None,
               progress: str | Path | None = None, fresh: bool = False) -> dict:
     """Measure a grid on this machine (its models in `dtype` when given), or take the points
-    `recorded` for `backend` in a calibration file; show the estimate's error with `backend`'s
-    current coefficients and with refitted ones, and save the refit to `out` when given.
+    `recorded` for `backend` in one or more calibration files; show the estimate's error with
+    `backend`'s current coefficients, refitted in-sample and left out (`leave_one_out`), and
+    save the refit with its safety margin to `out` when given.
     With a `progress` file, measured points are kept there as they come (see `measure`);
     `fresh` drops the ones it holds first."""
     current = load_calibration(backend)
+    if isinstance(recorded, str | Path):
+        recorded = [recorded]
     if fresh and progress is not None:
         Path(progress).unlink(missing_ok=True)
-    if recorded is not None:
-        points = recorded_points(recorded, backend)
-        log(f"refitting {len(points)} points recorded for {backend} in {recorded}")
+    if recorded:
+        points = [p for path in recorded for p in recorded_points(path, backend)]
+        log(f"refitting {len(points)} points recorded for {backend} in "
+            + ", ".join(str(r) for r in recorded))
     else:
-        points = grid(grid_name, dtype)
-        log(f"measuring {len(points)} points of the {grid_name} grid"
-            f"{f' in {dtype}' if dtype else ''} on {backend}, one process "
-            "each (hidden/layers/MLP/vocab, LoRA layers, batch x tokens)")
-        if progress is not None:
-            log(f"measured points are kept in {progress}: a stopped run resumes from them "
-                "(--fresh measures all again)")
-        measure(points, lambda p, kept: log(f"  {p.label():42} {p.measured / 1e6:10.1f} MB"
-                                            f"{'  (kept from an earlier run)' if kept else ''}"),
-                progress, backend)
+        points = _measure_grid(grid_name, backend, dtype, progress, log)
     refit = fit(points, current)
-    _report(points, current, refit, backend, log)
+    refit["margin"] = _report(points, current, refit, backend, log)
     if out is not None:
         # A refit of recorded points keeps where they came from; a measurement is this machine's.
-        was = _entry(recorded, backend) if recorded is not None else \
+        was = _entry(recorded[0], backend) if recorded else \
             {"measured_on": machine(), "status": "measured"}
-        save(out, backend, refit, points, was.get("measured_on", "not recorded"),
+        save(out, backend, refit, points, _measured_on(points, was),
              was.get("status", "measured"))
-        log(f"saved the {backend} calibration to {out}")
+        log(f"saved the {backend} calibration, margin {refit['margin']:.0%}, to {out}")
     return refit
 
 
-def _report(points: list[Point], current: dict, refit: dict, backend: str, log) -> None:
-    log(f"{'point':44} {'measured':>10} {'now':>7} {'refit':>7}")
-    for p, now, new in zip(points, errors(points, current), errors(points, refit), strict=True):
-        log(f"  {p.label():42} {p.measured / 1e6:7.1f} MB {now:+7.1%} {new:+7.1%}")
-    worst_now, worst_new = (max(abs(e) for e in errors(points, c)) for c in (current, refit))
-    log(f"largest error: {worst_now:.1%} with the current {backend} coefficients, "
-        f"{worst_new:.1%} refitted: " + ", ".join(f"{k} {refit[k]}" for k in FITTED))
+def _measure_grid(grid_name, backend, dtype, progress, log) -> list[Point]:
+    points = grid(grid_name, dtype)
+    log(f"measuring {len(points)} points of the {grid_name} grid"
+        f"{f' in {dtype}' if dtype else ''} on {backend}, one process "
+        "each (hidden/layers/MLP/vocab, LoRA layers, batch x tokens)")
+    if progress is not None:
+        log(f"measured points are kept in {progress}: a stopped run resumes from them "
+            "(--fresh measures all again)")
+    return measure(points, lambda p, kept: log(f"  {p.label():42} {p.measured / 1e6:10.1f} MB"
+                                               f"{'  (kept from an earlier run)' if kept else ''}"),
+                   progress, backend)
+
+
+def _measured_on(points: list[Point], was: dict) -> str:
+    sources = sorted({p.source for p in points if p.source})
+    if len(sources) > 1:
+        return f"{len(sources)} sources, named on each point: " + "; ".join(sources)
+    return was.get("measured_on", "not recorded")
+
+
+def _report(points: list[Point], current: dict, refit: dict, backend: str, log) -> float:
+    """The table of errors (now, refit, left out) and the summary; returns the safety margin."""
+    now, new, loo = errors(points, current), errors(points, refit), leave_one_out(points, current)
+    log(f"{'point':44} {'measured':>10} {'now':>7} {'refit':>7} {'left out':>9}")
+    for p, a, b, c in zip(points, now, new, loo, strict=True):
+        log(f"  {p.label():42} {p.measured / 1e6:7.1f} MB {a:+7.1%} {b:+7.1%} {c:+9.1%}")
+    worst = {name: max(abs(e) for e in errs) for name, errs in
+             (("now", now), ("refit", new), ("loo", loo))}
+    margin = safety_margin(new, loo)
+    log(f"largest error: {worst['now']:.1%} with the current {backend} coefficients, "
+        f"{worst['refit']:.1%} refitted, {worst['loo']:.1%} left out: "
+        + ", ".join(f"{k} {refit[k]}" for k in FITTED if k in refit))
+    log(f"safety margin {margin:.0%}: after it no point is underestimated by more than "
+        f"{WORST_UNDERESTIMATE:.0%}, in-sample or left out (worst left-out underestimate "
+        f"{min(loo):+.1%})")
+    return margin
 
 
 def suggested_grid(memory_bytes: int) -> str:
@@ -184,6 +211,7 @@ def measure(points: list[Point], on_point=None, progress: str | Path | None = No
         point.measured = done.get(_key(point))
         if point.measured is None:
             point.measured = measure_peak(point.shape, point.lora, point.training)
+            point.source = machine()
             if progress is not None:
                 _keep_points(progress, backend, [p for p in points if p.measured is not None])
         if on_point is not None:
@@ -216,7 +244,8 @@ def _keep_points(path: str | Path, backend: str, points: list[Point]) -> None:
 
 def _rows(points: list[Point]) -> list[dict]:
     return [{**asdict(p.shape), "lora_layers": p.lora_layers, "batch": p.batch, "seq": p.seq,
-             "checkpoint": p.checkpoint, "measured": p.measured} for p in points]
+             "checkpoint": p.checkpoint, "measured": p.measured, "source": p.source}
+            for p in points]
 
 
 def fit(points: list[Point], base: dict) -> dict:
@@ -226,28 +255,44 @@ def fit(points: list[Point], base: dict) -> dict:
     if len(points) < len(directions) + 2:
         raise FarolError(f"the fit needs at least {len(directions) + 2} measured points, got "
                          f"{len(points)}")
-    scan = [_fit_non_negative(points, base, directions, g) for g in CHECKPOINTED_SCAN]
-    return min(scan, key=lambda cal: sum(e * e for e in errors(points, cal)))
+    # Coarse to fine: quarters of a block first, then twentieths around the best quarter.
+    best = _best_of(points, base, directions, CHECKPOINTED_SCAN[::5])
+    near = [g for g in CHECKPOINTED_SCAN if abs(g - best["checkpointed_block"]) < 0.25]
+    return _best_of(points, base, directions, near)
+
+
+def _best_of(points: list[Point], base: dict, directions: list[dict], scan: list[float]) -> dict:
+    fits = [_fit_non_negative(points, base, directions, g) for g in scan]
+    return min(fits, key=lambda cal: sum(e * e for e in errors(points, cal)))
 
 
 def _fit_non_negative(points: list[Point], base: dict, directions: list[dict],
                       checkpointed_block: float) -> dict:
-    # A negative coefficient fits noise, not memory: keep base's value for it and refit the rest.
+    # A negative coefficient fits noise, not memory: set it to zero and refit the rest.
     while True:
         fitted = _fit_linear(points, base, directions, checkpointed_block)
         negative = [d for d in directions if any(fitted[k] < 0 for k in d)]
         if not negative:
             return fitted
         directions = [d for d in directions if d not in negative]
+        base = {**base, **{k: 0.0 for d in negative for k in d}}
 
 
 def _directions(points: list[Point], base: dict) -> list[dict]:
+    # A term no point exercises (the jump past large_step_tokens, say) keeps base's value.
+    used = [k for k in LINEAR if _exercised(points, base, k)]
     if len({astuple(p.shape) for p in points}) > 1:
-        return [{k: 1.0} for k in LINEAR]
+        return [{k: 1.0} for k in used]
     # Points of one shape cannot tell the hidden-width term from the MLP-width term (both grow
     # with tokens x layers alike): fit them as one, in base's proportion.
-    return [{"hidden": base["hidden"], "intermediate": base["intermediate"]},
-            *({k: 1.0} for k in LINEAR[2:])]
+    width = {"hidden": base["hidden"], "intermediate": base["intermediate"]} \
+        if base["hidden"] + base["intermediate"] > 0 else {"hidden": 1.0, "intermediate": 0.8}
+    return [width,
+            *({k: 1.0} for k in used if k not in ("hidden", "intermediate"))]
+
+
+def _exercised(points: list[Point], base: dict, key: str) -> bool:
+    return any(_total(p, {**base, key: 1.0}) != _total(p, {**base, key: 0.0}) for p in points)
 
 
 def _fit_linear(points: list[Point], base: dict, directions: list[dict],
@@ -277,8 +322,33 @@ def errors(points: list[Point], calibration: dict) -> list[float]:
     return [(_total(p, calibration) - p.measured) / p.measured for p in points]
 
 
+def leave_one_out(points: list[Point], base: dict) -> list[float]:
+    """Out-of-sample error at each point: refit without it (from `base`), then predict it."""
+    return [errors([p], fit(points[:i] + points[i + 1:], base))[0]
+            for i, p in enumerate(points)]
+
+
+def safety_margin(*error_lists: list[float]) -> float:
+    """The smallest margin, in whole percent, after which no error in `error_lists` is an
+    underestimate by more than WORST_UNDERESTIMATE: (1 + e) * (1 + margin) >= 0.95."""
+    worst = min(min(e) for e in error_lists)
+    need = (1 - WORST_UNDERESTIMATE) / (1 + worst) - 1
+    return max(0.0, math.ceil(round(need * 100, 6)) / 100)
+
+
+_TOTALS: dict = {}
+
+
 def _total(point: Point, calibration: dict) -> int:
-    return estimate(point.shape, point.lora, point.training, calibration=calibration)["total"]
+    # Leave-one-out refits probe the same points with the same coefficients again and again.
+    key = (_key(point), tuple(sorted((k, v) for k, v in calibration.items()
+                                     if isinstance(v, int | float))))
+    if key not in _TOTALS:
+        if len(_TOTALS) > 500_000:
+            _TOTALS.clear()
+        _TOTALS[key] = estimate(point.shape, point.lora, point.training,
+                                calibration=calibration)["total"]
+    return _TOTALS[key]
 
 
 def recorded_points(path: str | Path, backend: str) -> list[Point]:
@@ -288,8 +358,10 @@ def recorded_points(path: str | Path, backend: str) -> list[Point]:
         raise FarolError(f"{path} records no measured points for {backend}",
                          hint="measure them with `farol-train calibrate`")
     fields = ("lora_layers", "batch", "seq", "checkpoint", "measured")
-    return [Point(Shape(**{k: v for k, v in r.items() if k not in fields}),
-                  **{k: r[k] for k in fields}) for r in rows]
+    # Points written before sources were kept take the file's `measured_on` line.
+    where = _entry(path, backend).get("measured_on", "not recorded")
+    return [Point(Shape(**{k: v for k, v in r.items() if k not in (*fields, "source")}),
+                  **{k: r[k] for k in fields}, source=r.get("source") or where) for r in rows]
 
 
 def _entry(path: str | Path, backend: str) -> dict:
@@ -320,7 +392,7 @@ def save(path: str | Path, backend: str, calibration: dict, points: list[Point],
     entry["status"] = status
     entry["source"] = (f"fitted by farol_train.calibrate to mx.get_peak_memory() of 2 training "
                        f"steps, one point per process, {len(points)} points; largest error "
-                       f"{worst:.1%}")
+                       f"{worst:.1%} in-sample; safety margin {entry.get('margin', 0):.0%}")
     entry["measured_on"] = measured_on
     entry["points"] = _rows(points)
     table[backend] = entry

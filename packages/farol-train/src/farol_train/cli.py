@@ -11,12 +11,12 @@ from farol_core.errors import FarolError, exit_on_error
 from farol_core.io import atomic_write_text
 from farol_core.template import CHOICES
 
-from farol_train import calibrate, distributed, launch
+from farol_train import calibrate, distributed, launch, wizard
 from farol_train.distributed import WORLD_ENV
 from farol_train.fuse import fuse
 from farol_train.gguf_export import TYPES as GGUF_TYPES
 from farol_train.loop import train
-from farol_train.preflight import apply_profile, describe, profiles, report
+from farol_train.preflight import _train_count, apply_profile, describe, profiles, report
 from farol_train.quantize import BITS, GROUP_SIZES, quantize
 from farol_train.run_config import resolve
 
@@ -122,8 +122,9 @@ def preflight_cmd(config, model, data):
 @click.option("--write", is_flag=True, help="Save the refitted coefficients for this backend.")
 @click.option("--out", type=click.Path(), default=None,
               help="Calibration file to write (default: the one the memory model reads).")
-@click.option("--from", "recorded", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Refit the points this calibration file records instead of measuring.")
+@click.option("--from", "recorded", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="Refit the points these calibration files record instead of measuring "
+                   "(repeatable: the fit uses every file's points).")
 @click.option("--backend", "backend_name", type=click.Choice(["cpu", "cuda", "metal"]),
               default=None, help="Backend to calibrate (default: this machine's).")
 @click.option("--dtype", type=click.Choice(calibrate.MEASURED_DTYPES), default=None,
@@ -137,13 +138,14 @@ def preflight_cmd(config, model, data):
 def calibrate_cmd(grid_name, write, out, recorded, backend_name, dtype, progress, fresh):
     """Measure training peaks on a grid and refit the memory model for this backend."""
     here = backend()
-    if backend_name not in (None, here) and recorded is None:
+    if backend_name not in (None, here) and not recorded:
         raise FarolError(f"this machine runs MLX on {here}; it cannot measure {backend_name}",
                          hint="measure on that machine, or refit recorded points with --from")
     target = out or (calibrate.default_file() if write else None)
     kept = progress or calibrate.progress_file("runs", here, grid_name, dtype)
     calibrate.calibrate(grid_name, backend_name or here, target, log=click.echo,
-                        recorded=recorded, dtype=dtype, progress=None if recorded else kept,
+                        recorded=list(recorded), dtype=dtype,
+                        progress=None if recorded else kept,
                         fresh=fresh)
 
 
@@ -165,17 +167,43 @@ def configure_cmd(out, force):
     found = profiles(cfg)
     for name, p in found.items():
         click.echo(f"  {name:12} " + (describe(p) if p else "does not fit in memory"))
+    for line in wizard.why_profiles_coincide(found):
+        click.echo(f"  note: {line}")
     choices = [n for n, p in found.items() if p] + ["custom"]
     default = "BALANCED" if found["BALANCED"] else choices[0]
     choice = click.prompt("profile", type=click.Choice(choices), default=default)
     profile = found.get(choice) or _custom(found[default] if default != "custom" else None, cfg)
-    cfg = resolve(apply_profile(cfg, profile))  # validated against the schema
+    cfg = resolve(_ask_run(apply_profile(cfg, profile)))  # validated against the schema
+    warning = wizard.plan_warning(cfg, _train_count(Path(cfg["data"])))
+    if warning:
+        click.echo(f"warning: {warning}")
     path = Path(out) if out else \
         _may_write(Path(click.prompt("write config to", default=f"configs/{cfg['name']}.yaml")))
     atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False))
-    # farol-train reads the config's relative paths from the current folder, as typed here;
-    # `invoke train` would read them from the repo root.
-    click.echo(f"wrote {path}; train with: farol-train run --config {path}")
+    click.echo(f"wrote {path}; train with: {wizard.train_command(path)}")
+
+
+def _ask_run(cfg: dict) -> dict:
+    """Each of wizard.QUESTIONS with its default and reason; an empty epochs keeps iters."""
+    out = {**cfg, "lora": dict(cfg["lora"]), "training": dict(cfg["training"])}
+    for section, key, why in wizard.QUESTIONS:
+        if key == "iters" and out["training"]["epochs"]:
+            continue
+        click.echo(f"  {key}: {why}")
+        now = out[section][key]
+        answer = click.prompt(key, default="" if now is None else str(now), show_default=True)
+        out[section][key] = _number(answer, key)
+    return out
+
+
+def _number(text: str, key: str):
+    # The schema checks ranges once all answers are in; here only the kind of number.
+    if key == "epochs" and not text.strip():
+        return None
+    try:
+        return int(text) if key in ("epochs", "iters", "warmup_steps", "rank") else float(text)
+    except ValueError:
+        raise FarolError(f"{key}: {text!r} is not a number; nothing was written") from None
 
 
 def _may_write(path: Path, force: bool = False) -> Path:
@@ -196,7 +224,7 @@ CUSTOM_MIN = {"batch_size": 1, "grad_accumulation_steps": 1, "max_seq_length": 1
 def _custom(start: dict | None, cfg: dict) -> dict:
     start = start or {"batch_size": cfg["training"]["batch_size"],
                       "grad_accumulation_steps": cfg["training"]["grad_accumulation_steps"],
-                      "max_seq_length": cfg["training"]["max_seq_length"],
+                      "max_seq_length": wizard.advised_max_seq_length(cfg),
                       "num_layers": cfg["lora"]["num_layers"],
                       "grad_checkpoint": cfg["training"]["grad_checkpoint"]}
     answers = {key: click.prompt(key, default=start[key], type=click.IntRange(min=low))

@@ -10,7 +10,7 @@ import yaml
 from farol_core.errors import FarolError
 from farol_core.io import atomic_write_text
 
-from farol_train.loop import resolve
+from farol_train.run_config import resolve
 from farol_train.preflight import apply_profile, describe, profiles
 from farol_train.quantize import quantize
 

@@ -1,8 +1,9 @@
 """Checks before a run (versions, device, memory, disk, data, model) and the three profiles.
 
 Each check is pass, warn or fail with the fix; a fail means the run would not work. The profiles
-SAFE / BALANCED / PERFORMANCE are the largest settings whose estimated peak memory (see
-`memory.estimate`) fits in 50 / 70 / 90 % of the memory budget.
+SAFE / BALANCED / PERFORMANCE are the largest settings whose planned peak memory (the estimate of
+`memory.estimate` plus the backend's safety margin, `memory.planned_peak`) fits in 50 / 70 / 90 %
+of the memory budget.
 """
 
 import platform
@@ -24,8 +25,17 @@ from rich.table import Table
 from farol_train.calibrate import suggested_grid
 from farol_train.data_order import trained_tokens
 from farol_train.guards import memory_total
-from farol_train.memory import CALIBRATION_STATUS, Shape, estimate, load_calibration, read_shape
+from farol_train.memory import (
+    CALIBRATION_STATUS,
+    Shape,
+    estimate,
+    load_calibration,
+    margin,
+    planned_peak,
+    read_shape,
+)
 from farol_train.packing import real_token_share
+from farol_train.wizard import advised_max_seq_length, data_advice, seq_length_warning
 
 PROFILES = {"SAFE": 0.5, "BALANCED": 0.7, "PERFORMANCE": 0.9}
 GB = 1e9
@@ -71,7 +81,7 @@ def device_memory(kind: str) -> int:
 def run_checks(cfg: dict) -> list[Check]:
     """Every check for the run config `cfg` (already resolved)."""
     checks = [check_python(), *check_pins(), check_device(), check_ram(cfg),
-              check_disk(Path(cfg["runs_dir"])), *check_data(cfg)]
+              check_disk(Path(cfg["runs_dir"])), *check_data(cfg), check_seq_advice(cfg)]
     model = check_model(Path(cfg["model"]), cfg["lora"]["num_layers"])
     checks.append(model)
     if model.status != "fail":
@@ -98,6 +108,8 @@ def report(cfg: dict, console: Console | None = None) -> bool:
         table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", c.detail, c.fix)
     console.print(table)
     if any(c.name == "base model" and c.status != "fail" for c in checks):
+        console.print(f"profiles plan for the estimated peak plus the {backend()} safety margin "
+                      f"of {margin(backend()):.0%} (docs/training.md)")
         for name, p in profiles(cfg).items():
             console.print(f"{name:12} " + (describe(p) if p else "does not fit"))
     return not any(c.status == "fail" for c in checks)
@@ -244,6 +256,20 @@ def check_lengths(examples: list, max_seq_length: int) -> Check:
     return Check("data lengths", "pass", detail)
 
 
+def check_seq_advice(cfg: dict) -> Check:
+    """The config's max_seq_length against what the prepared data recommends (report.json)."""
+    advice = data_advice(cfg["data"])
+    if advice is None:
+        return Check("max_seq_length", "pass", "no report.json with token counts to compare")
+    warning = seq_length_warning(cfg)
+    detail = (f"{cfg['training']['max_seq_length']}; the data recommends "
+              f"{advice['recommended_max_seq_length']} (p95 {advice['p95']} tokens)")
+    if warning:
+        return Check("max_seq_length", "warn", warning, "set training.max_seq_length to "
+                     f"{advice['recommended_max_seq_length']} (profiles below use it)")
+    return Check("max_seq_length", "pass", detail)
+
+
 def check_packing(cfg: dict, examples: list) -> Check:
     """How much of each step is padding, with and without sequence packing, on this data."""
     t = cfg["training"]
@@ -272,6 +298,10 @@ def check_memory_model(kind: str | None = None, shape: Shape | None = None) -> C
         return Check("memory model", "warn", detail + ": treat the estimate below as rough",
                      f"`invoke calibrate --dtype {dtype}` shows the error on {dtype} models "
                      "(without --write it changes nothing); docs/training.md has measured ones")
+    if status == "borrowed":
+        detail = (f"{kind} profile memory is an estimate borrowed from "
+                  f"{cal.get('borrowed_from', 'another backend')}: nothing was measured on "
+                  f"{kind} yet ({CALIBRATION_STATUS[status]})")
     return Check("memory model", "warn", detail + ": treat the estimate below as rough",
                  "measure them once: "
                  f"`invoke calibrate --grid {suggested_grid(device_memory(kind))} --write`")
@@ -279,10 +309,11 @@ def check_memory_model(kind: str | None = None, shape: Shape | None = None) -> C
 
 def check_memory(cfg: dict) -> Check:
     """The run's estimated peak against the memory budget, with a profile as the fix."""
-    need = estimate(read_shape(Path(cfg["model"])), cfg["lora"], cfg["training"],
-                    backend())["total"]
-    budget = memory_budget(cfg)
-    detail = f"estimated peak {need / GB:.2f} GB of a {budget / GB:.1f} GB budget ({backend()})"
+    shape, kind = read_shape(Path(cfg["model"])), backend()
+    raw = estimate(shape, cfg["lora"], cfg["training"], kind)["total"]
+    need, budget = planned_peak(shape, cfg["lora"], cfg["training"], kind), memory_budget(cfg)
+    detail = (f"estimated peak {raw / GB:.2f} GB + {margin(kind):.0%} safety margin = "
+              f"{need / GB:.2f} GB of a {budget / GB:.1f} GB budget ({kind})")
     if need <= 0.8 * budget:
         return Check("training memory", "pass", detail)
     safe = profiles(cfg)["SAFE"]
@@ -312,7 +343,7 @@ def _candidates(cfg: dict, model_layers: int) -> list[dict]:
     effective = cfg["training"]["batch_size"] * cfg["training"]["grad_accumulation_steps"]
     most = _train_count(Path(cfg["data"])) or effective
     batches = [b for b in (1, 2, 4, 8) if effective % b == 0 and b <= max(most, 1)]
-    seq_max = cfg["training"]["max_seq_length"]
+    seq_max = advised_max_seq_length(cfg)  # what the prepared data needs, when it says
     seqs = sorted({s for s in (256, 512, 1024, 2048) if s < seq_max} | {seq_max})
     layers = sorted({n for n in (4, 8, 16, 32) if n < model_layers} | {model_layers})
     return [{"batch_size": b, "grad_accumulation_steps": effective // b, "max_seq_length": s,
@@ -340,7 +371,7 @@ def _peak(shape, cfg: dict, c: dict, kind: str) -> int:
     # The accumulation counts too: a pending gradient is one more copy of the LoRA state.
     training = {**cfg["training"], **{k: c[k] for k in ("batch_size", "grad_accumulation_steps",
                                                         "max_seq_length", "grad_checkpoint")}}
-    return estimate(shape, lora, training, kind)["total"]
+    return planned_peak(shape, lora, training, kind)
 
 
 def describe(p: dict) -> str:
