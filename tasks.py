@@ -4,6 +4,7 @@ Run `invoke --list` for the list and `invoke --help TASK` for a task's options. 
 to the embedded sample, relative to this file, so the tasks work from any folder of the repo.
 """
 
+import json
 import os
 import shlex
 import shutil
@@ -27,15 +28,20 @@ NODE_CLIENT = ROOT / "packages" / "farol-bridge" / "node"
 
 
 @task(help={"out": "Output folder (default: models/tiny-mistral).",
-            "force": "Replace an existing model."})
+            "force": "Replace an existing model.",
+            "random": "Leave the weights random instead of pre-training them."})
 @exit_on_error
-def tiny_model(c, out=str(TINY), force=False):
-    """Create the embedded tiny Mistral model (random weights, BPE tokenizer from the sample)."""
+def tiny_model(c, out=str(TINY), force=False, random=False):
+    """Create the embedded tiny Mistral model: a BPE tokenizer and a short pre-training (about
+    a minute of CPU), both on the sample's train split only; pretraining.json says what on."""
     from farol_core.tiny import create_tiny_model
-    from farol_data import texts
+    from farol_data.corpus import train_split_corpus
 
-    path = create_tiny_model(out, texts([SAMPLE_QA], SAMPLE_BIOS), force=force)
-    print(f"tiny model: {path}")
+    corpus = train_split_corpus([SAMPLE_QA], SAMPLE_BIOS)
+    pretraining = None if random else {"documents": corpus["documents"],
+                                       "source": corpus["source"]}
+    path = create_tiny_model(out, corpus["texts"], force=force, pretraining=pretraining)
+    print(f"tiny model: {path}" + ("" if random else f" (pre-trained on {corpus['source']})"))
 
 
 @task(help={"model": "Hugging Face layout folder or Hub id (default: models/tiny-mistral).",
@@ -174,7 +180,10 @@ def demo(c):
     evaluate(c)
     plots(c)
     from farol_core.config import load_config
+    from farol_eval.report import example_lines
 
+    report = json.loads((RUNS / "demo" / "eval" / "report.json").read_text())
+    print("\n" + "\n".join(example_lines(report)) + "\n")
     answer_tokens = load_config("train", DEMO_CONFIG)["eval"]["max_tokens"]
     ask(c, "Quem foi Hassan Nader?", max_tokens=answer_tokens)
     print("\nartifacts:")
@@ -183,6 +192,12 @@ def demo(c):
                         ("eval report", RUNS / "demo" / "eval" / "report.md"),
                         ("charts", RUNS / "demo" / "eval" / "plots")):
         print(f"  {label:32} {path}")
+    print("\nnext:\n"
+          "  your own data:  invoke prepare --input my_qa.jsonl && invoke train --run mine "
+          "--model <model folder>\n"
+          "                  (docs/data.md: formats; the tiny model only knows the sample)\n"
+          "  the notebook:   invoke notebook   (notebooks/farol.ipynb: this run's charts "
+          "and report)")
 
 
 @task(help={"args": "Extra pytest arguments (default: none).",

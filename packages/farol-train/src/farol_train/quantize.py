@@ -1,11 +1,13 @@
 """Quantize a Hugging Face layout model into MLX format through mlx-lm's `convert`."""
 
+import shutil
 from pathlib import Path
 
 from farol_core.errors import FarolError
 from farol_core.io import staged_dir
 from farol_core.model import check_model_dir
 from farol_core.template import CHAT_TEMPLATE
+from farol_core.tiny import PRETRAINING_FILE
 from mlx_lm import convert
 
 # What MLX's quantize supports. mlx-lm's convert reads bits 0 as "the default" and skips the
@@ -19,13 +21,17 @@ def quantize(model: str | Path, out: str | Path, bits: int = 4, group_size: int 
     """Write a `bits`-bit copy of `model` (a folder, or a Hugging Face repo id) to `out`.
 
     The output appears whole or not at all, and Farol's chat template is written beside it
-    so that mlx-lm's own tools prompt the model the way Farol trained it.
+    so that mlx-lm's own tools prompt the model the way Farol trained it. A pretraining.json
+    (what the embedded model was pre-trained on) travels with the weights.
     """
     _check_settings(bits, group_size)
     source = str(check_model_dir(model)) if _is_local(model) else str(model)
     with staged_dir(out, force) as target:
         _convert(source, target, bits, group_size)
         (target / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+        record = Path(source) / PRETRAINING_FILE
+        if record.is_file():
+            shutil.copyfile(record, target / PRETRAINING_FILE)
     return Path(out)
 
 
