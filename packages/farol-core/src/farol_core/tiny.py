@@ -100,10 +100,12 @@ def random_weights(config: dict, seed: int = 0) -> dict[str, mx.array]:
 
 
 def token_stream(tok: Tokenizer, documents: Iterable[str]) -> np.ndarray:
-    """Every document as `<s> text </s>`, one after another: the pre-training stream."""
+    """Every document followed by a blank line, one after another: the pre-training stream.
+    No special tokens: the base learns to write text, and only the adapter, trained on
+    answers that end in `</s>`, learns where an answer stops."""
     ids = []
     for doc in documents:
-        ids += [1, *tok.encode(doc).ids, 2]
+        ids += tok.encode(doc + "\n\n").ids
     return np.array(ids, dtype=np.int32)
 
 
