@@ -5,6 +5,7 @@ to the embedded sample, relative to this file, so the tasks work from any folder
 """
 
 import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -52,15 +53,20 @@ class _Typed(Task):
 
 
 @task(help={"out": "Output folder (default: models/tiny-mistral).",
-            "force": "Replace an existing model."})
+            "force": "Replace an existing model.",
+            "random": "Leave the weights random instead of pre-training them."})
 @exit_on_error
-def tiny_model(c, out=str(TINY), force=False):
-    """Create the embedded tiny Mistral model (random weights, BPE tokenizer from the sample)."""
+def tiny_model(c, out=str(TINY), force=False, random=False):
+    """Create the embedded tiny Mistral model: a BPE tokenizer and a short pre-training (about
+    a minute of CPU), both on the sample's train split only; pretraining.json says what on."""
     from farol_core.tiny import create_tiny_model
-    from farol_data import texts
+    from farol_data.corpus import train_split_corpus
 
-    path = create_tiny_model(out, texts([SAMPLE_QA], SAMPLE_BIOS), force=force)
-    print(f"tiny model: {path}")
+    corpus = train_split_corpus([SAMPLE_QA], SAMPLE_BIOS)
+    pretraining = None if random else {"documents": corpus["documents"],
+                                       "source": corpus["source"]}
+    path = create_tiny_model(out, corpus["texts"], force=force, pretraining=pretraining)
+    print(f"tiny model: {path}" + ("" if random else f" (pre-trained on {corpus['source']})"))
 
 
 @task(klass=_Typed,
@@ -207,7 +213,10 @@ def demo(c):
     evaluate(c, run="demo")
     plots(c, run="demo")
     from farol_core.config import load_config
+    from farol_eval.report import example_lines
 
+    report = json.loads(RunDir.of(RUNS, "demo").report.read_text(encoding="utf-8"))
+    print("\n" + "\n".join(example_lines(report)) + "\n")
     answer_tokens = load_config("train", DEMO_CONFIG)["eval"]["max_tokens"]
     ask(c, "Quem foi Hassan Nader?", adapter=str(RUNS / "demo"), max_tokens=answer_tokens)
     print("\nartifacts:")
@@ -216,6 +225,12 @@ def demo(c):
                         ("eval report", RunDir.of(RUNS, "demo").report.with_suffix(".md")),
                         ("charts", RunDir.of(RUNS, "demo").plots)):
         print(f"  {label:32} {path}")
+    print("\nnext:\n"
+          "  your own data:  invoke prepare --input my_qa.jsonl && invoke train --run mine "
+          "--model <model folder>\n"
+          "                  (docs/data.md: formats; the tiny model only knows the sample)\n"
+          "  the notebook:   invoke notebook   (notebooks/farol.ipynb: this run's charts "
+          "and report)")
 
 
 @task(help={"args": "Extra pytest arguments (default: none).",

@@ -39,6 +39,29 @@ def tiny_4bit(tiny_model) -> Path:
     return quantize(tiny_model, tiny_model.parent / "tiny-4bit")
 
 
+# A shorter pre-training than `invoke tiny-model`'s (about 15 s of CPU instead of a minute):
+# enough for different prompts to get different answers, which random weights never give.
+TEST_PRETRAINING = {"steps": 30}
+
+
+@pytest.fixture(scope="session")
+def pretrained_tiny(tmp_path_factory) -> Path:
+    """The tiny model as `invoke tiny-model` builds it, on the sample's train split, with a
+    shorter pre-training (TEST_PRETRAINING)."""
+    from farol_data.corpus import train_split_corpus
+
+    corpus = train_split_corpus([SAMPLE_QA], SAMPLE_BIOS)
+    out = tmp_path_factory.mktemp("models") / "pretrained"
+    return create_tiny_model(out, corpus["texts"], pretraining={
+        "documents": corpus["documents"], "source": corpus["source"],
+        "settings": TEST_PRETRAINING})
+
+
+@pytest.fixture(scope="session")
+def pretrained_4bit(pretrained_tiny) -> Path:
+    return quantize(pretrained_tiny, pretrained_tiny.parent / "pretrained-4bit")
+
+
 @pytest.fixture(scope="session")
 def processed(tmp_path_factory) -> Path:
     from farol_data import prepare

@@ -1,14 +1,21 @@
-"""The embedded default model: Mistral architecture, random weights, a BPE tokenizer of our own.
+"""The embedded default model: Mistral architecture, a BPE tokenizer of our own, and weights
+that are random or briefly pre-trained on plain text.
 
 It lets every Farol path run with nothing downloaded. mlx-lm serves `model_type: "mistral"`
-with its llama model, the same code that runs a real Mistral-7B-v0.1.
+with its llama model, the same code that runs a real Mistral-7B-v0.1. Random weights know no
+token statistics, so no adapter can steer them; a short next-token pre-training on plain text
+(`pretrain`) gives the base varied text for an adapter to steer.
 """
 
+import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
 from mlx.utils import tree_flatten
 from mlx_lm.models import llama
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -17,6 +24,7 @@ from farol_core.io import staged_dir
 from farol_core.template import CHAT_TEMPLATE
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2, as in Mistral's tokenizer
+PRETRAINING_FILE = "pretraining.json"
 
 TINY_SHAPE = {
     "hidden_size": 128,  # a multiple of 64, so 4-bit quantization with group size 64 applies
@@ -26,6 +34,12 @@ TINY_SHAPE = {
     "num_key_value_heads": 2,
     "head_dim": 32,
 }
+
+
+# The embedded model's pre-training: about a minute of CPU. Rows are windows of the documents'
+# token stream, so one step sees seq_length * batch_size tokens.
+PRETRAINING = {"steps": 100, "batch_size": 8, "seq_length": 64, "learning_rate": 1e-2,
+               "warmup_steps": 10, "weight_decay": 0.01, "seed": 0}
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Tokenizer:
@@ -85,12 +99,70 @@ def random_weights(config: dict, seed: int = 0) -> dict[str, mx.array]:
     return weights
 
 
+def token_stream(tok: Tokenizer, documents: Iterable[str]) -> np.ndarray:
+    """Every document followed by a blank line, one after another: the pre-training stream.
+    No special tokens: the base learns to write text, and only the adapter, trained on
+    answers that end in `</s>`, learns where an answer stops."""
+    ids = []
+    for doc in documents:
+        ids += tok.encode(doc + "\n\n").ids
+    return np.array(ids, dtype=np.int32)
+
+
+def pretrain(model: nn.Module, stream: np.ndarray, settings: dict) -> list[float]:
+    """Full-parameter next-token training of `model` on windows of `stream` (AdamW, linear
+    warm-up then cosine decay); returns the loss of every step."""
+    s, rng = settings, np.random.default_rng(settings["seed"])
+    length = min(s["seq_length"], len(stream) - 1)
+    schedule = optim.join_schedules(
+        [optim.linear_schedule(s["learning_rate"] / 10, s["learning_rate"], s["warmup_steps"]),
+         optim.cosine_decay(s["learning_rate"], max(1, s["steps"] - s["warmup_steps"]),
+                            s["learning_rate"] / 10)], [s["warmup_steps"]])
+    opt = optim.AdamW(learning_rate=schedule, weight_decay=s["weight_decay"])
+    step = nn.value_and_grad(model, lambda m, x, y: nn.losses.cross_entropy(
+        m(x), y, reduction="mean"))
+    losses = []
+    for _ in range(s["steps"]):
+        starts = rng.integers(0, len(stream) - length, s["batch_size"])
+        rows = np.stack([stream[i:i + length + 1] for i in starts])
+        loss, grads = step(model, mx.array(rows[:, :-1]), mx.array(rows[:, 1:]))
+        opt.update(model, grads)
+        mx.eval(model.parameters(), opt.state, loss)
+        losses.append(round(loss.item(), 4))
+    return losses
+
+
+def pretrained_weights(config: dict, tok: Tokenizer, documents: Sequence[str],
+                       settings: dict, seed: int = 0) -> tuple[dict[str, mx.array], dict]:
+    """(weights, record): the random model of `config` pre-trained on `documents`, and what
+    it was trained on (settings, losses and a SHA-256 digest of every document)."""
+    mx.random.seed(seed)
+    model = llama.Model(llama.ModelArgs.from_dict(config))
+    stream = token_stream(tok, documents)
+    losses = pretrain(model, stream, settings)
+    weights = dict(tree_flatten(model.parameters()))
+    mx.eval(weights)
+    record = {"settings": settings, "documents": len(documents), "tokens": int(len(stream)),
+              "losses": losses,
+              "document_sha256": sorted({text_digest(d) for d in documents})}
+    return weights, record
+
+
+def text_digest(text: str) -> str:
+    """SHA-256 of `text` with its whitespace collapsed: how pretraining.json names a document."""
+    return hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
+
+
 def create_tiny_model(out_dir: str | Path, texts: Iterable[str], vocab_size: int = 1024,
-                      seed: int = 0, force: bool = False, shape: dict | None = None) -> Path:
+                      seed: int = 0, force: bool = False, shape: dict | None = None,
+                      pretraining: dict | None = None) -> Path:
     """Write the tiny model (or one of another `shape`, TINY_SHAPE's keys) in Hugging Face
     layout to `out_dir` and return the path.
 
-    The folder appears whole or not at all (see `farol_core.io.staged_dir`).
+    The weights are random unless `pretraining` is given: {"documents": [...], "source":
+    "what they are", "settings": PRETRAINING or another}. Then they are pre-trained on those
+    documents, and `pretraining.json` beside them records the source, settings, losses and
+    document digests. The folder appears whole or not at all (see `farol_core.io.staged_dir`).
     """
     with staged_dir(out_dir, force) as tmp:
         tmp.mkdir()
@@ -99,6 +171,12 @@ def create_tiny_model(out_dir: str | Path, texts: Iterable[str], vocab_size: int
         config = model_config(tok.get_vocab_size(), shape)
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2))
-        mx.save_safetensors(str(tmp / "model.safetensors"), random_weights(config, seed),
-                            metadata={"format": "mlx"})
+        weights = random_weights(config, seed)
+        if pretraining is not None:
+            weights, record = pretrained_weights(
+                config, tok, pretraining["documents"],
+                {**PRETRAINING, **pretraining.get("settings", {})}, seed)
+            record = {"source": pretraining["source"], **record}
+            (tmp / PRETRAINING_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False))
+        mx.save_safetensors(str(tmp / "model.safetensors"), weights, metadata={"format": "mlx"})
     return Path(out_dir)

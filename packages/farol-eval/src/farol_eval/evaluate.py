@@ -3,10 +3,13 @@
 Loss is the mean cross-entropy per trained token (answer tokens only when the run used prompt
 masking) and perplexity is exp(loss); both are computed over whole splits, from per-example
 losses so that base and tuned can be compared in pairs. Answers to the test questions are
-generated greedily, scored per question, and compared in pairs with bootstrap intervals.
+generated greedily, scored per question, and compared in pairs with bootstrap intervals. A
+seeded sample of train-split questions is answered and scored the same way: what the adapter
+learned of what it was shown, beside what it makes of questions it never saw.
 """
 
 import json
+import random
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from farol_core.errors import FarolError
 from farol_core.io import read_jsonl
 from farol_core.model import check_adapter_dir, load_model
 from farol_core.rundir import RunDir
+from farol_core.tiny import PRETRAINING_FILE, text_digest
 
 from farol_eval import checkpoints
 from farol_eval.generation import answer
@@ -25,7 +29,8 @@ from farol_eval.report import summary_lines, write_reports
 from farol_eval.stats import compare, compare_losses
 
 SPLITS = ("valid", "test")
-__all__ = ["evaluate", "held_out_records", "resolve", "run_config", "summary_lines"]
+__all__ = ["evaluate", "held_out_records", "resolve", "run_config", "summary_lines",
+           "train_records"]
 
 
 def run_config(run_dir: str | Path) -> dict:
@@ -51,13 +56,16 @@ def evaluate(run_dir: str | Path | None = None, model: str | None = None,
     lm, tokenizer = load_model(model, template_choice=cfg["template"])
     splits = _splits(data, tokenizer, tcfg["mask_prompt"])
     records = held_out_records(data, ecfg["questions"])
+    train = train_records(data, ecfg["train_questions"], ecfg["seed"])
     variants = {"base": None} | ({"tuned": check_adapter_dir(adapter)} if adapter else {})
     _check_base(lm, model, variants.get("tuned"), cfg["model"] if run_dir else model, log)
-    measured = {name: _measure(lm, tokenizer, adapter_dir, splits, records, cfg, log, name)
+    measured = {name: _measure(lm, tokenizer, adapter_dir, splits, records + train, cfg, log,
+                               name)
                 for name, adapter_dir in variants.items()}
     curve = _curve(lm, run_dir, data, tokenizer, splits, cfg, log) if run_dir else None
     report = build_report(model, adapter, run_dir, tcfg["mask_prompt"], ecfg, measured,
-                          records, curve)
+                          records, curve, train)
+    report["base_pretraining"] = base_pretraining(model, records)
     write_reports(report, Path(out) if out else RunDir(run_dir or ".").eval_dir)
     return report
 
@@ -100,20 +108,47 @@ def _splits(data: Path, tokenizer, mask_prompt: bool) -> dict:
     return splits
 
 
-def held_out_records(data: Path, n: int) -> list[dict]:
-    """The first `n` records of test.jsonl (all for -1), each with id, category and messages.
-    A plain-text record (an answer with no question) has nothing to ask, so it is left out
-    here; the test loss still counts it."""
-    path = data / "test.jsonl"
+def held_out_records(data: Path, n: int, name: str = "test.jsonl") -> list[dict]:
+    """The first `n` records of test.jsonl (or another split file: `name`; all for -1), each
+    with id, category and messages. A plain-text record (an answer with no question) has
+    nothing to ask, so it is left out here; the test loss still counts it."""
+    path = data / name
     if not path.is_file() or n == 0:
         return []
     chats = read_messages(path)  # checks every record is a well-formed chat
     rows = [r for _, r in read_jsonl(path)]
-    records = [{"id": str(r.get("source") or f"test.jsonl:{i + 1}"),
+    records = [{"id": str(r.get("source") or f"{name}:{i + 1}"),
                 "category": str(r.get("category") or "uncategorised"), "messages": chat}
                for i, (r, chat) in enumerate(zip(rows, chats, strict=True))
                if any(m["role"] == "user" for m in chat)]
     return records if n < 0 else records[:n]
+
+
+def train_records(data: Path, n: int, seed: int) -> list[dict]:
+    """`n` train-split questions (all for -1), drawn with `seed`, in held_out_records' form:
+    the questions the adapter was shown, to measure what it learned of them."""
+    path = data / "train.jsonl"
+    if not path.is_file() or n == 0:
+        return []
+    records = held_out_records(path.parent, -1, path.name)
+    if 0 <= n < len(records):
+        picked = sorted(random.Random(seed).sample(range(len(records)), n))
+        records = [records[i] for i in picked]
+    return records
+
+
+def base_pretraining(model: str | Path, held_out: list[dict]) -> dict | None:
+    """What the base model was pre-trained on (its pretraining.json), and how many of the
+    held-out answers were among those documents; None when the model records nothing."""
+    path = Path(model) / PRETRAINING_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    seen = set(record.get("document_sha256", []))
+    leaked = sum(text_digest(r["messages"][-1]["content"]) in seen for r in held_out)
+    return {"source": record["source"], "documents": record["documents"],
+            "tokens": record["tokens"], "final_loss": record["losses"][-1],
+            "held_out_answers_seen": leaked}
 
 
 def _curve(lm, run_dir, data, tokenizer, splits, cfg, log) -> dict | None:
@@ -127,25 +162,30 @@ def _curve(lm, run_dir, data, tokenizer, splits, cfg, log) -> dict | None:
 
 
 def build_report(model, adapter, run_dir, mask_prompt, ecfg, measured, records,
-                 curve) -> dict:
-    """The report.json object from the measured losses, answers and checkpoint curve."""
-    questions = [_question(r, {n: m["answers"][i] for n, m in measured.items()},
-                           ecfg["accent_folding"]) for i, r in enumerate(records)]
+                 curve, train: list[dict] | None = None) -> dict:
+    """The report.json object from the measured losses, answers (to `records`, then to the
+    train-split questions `train`) and checkpoint curve."""
+    scored = [_question(r, {n: m["answers"][i] for n, m in measured.items()},
+                        ecfg["accent_folding"]) for i, r in enumerate(records + (train or []))]
+    questions, shown = scored[:len(records)], scored[len(records):]
     boot = (ecfg["bootstrap_resamples"], ecfg["seed"], ecfg["confidence"])
     return {
         "model": str(model),
         "adapter": str(adapter) if adapter else None,
         "run": str(run_dir) if run_dir else None,
         "loss_tokens": "answer tokens only" if mask_prompt else "all tokens",
-        "settings": {k: ecfg[k] for k in ("questions", "max_tokens", "temperature",
-                                          "accent_folding", "bootstrap_resamples",
-                                          "confidence", "seed", "samples")},
+        "settings": {k: ecfg[k] for k in ("questions", "train_questions", "max_tokens",
+                                          "temperature", "accent_folding",
+                                          "bootstrap_resamples", "confidence", "seed",
+                                          "samples")},
         "splits": _split_losses(measured, boot),
         "generation": {"questions": len(questions),
                        "seconds": {n: m["seconds"] for n, m in measured.items()},
                        "summary": _summary(questions, *boot),
                        "by_category": _by_category(questions, boot)},
         "questions": questions,
+        "train_split": {"questions": len(shown), "summary": _summary(shown, *boot),
+                        "answers": shown},
         "checkpoints": curve,
     }
 

@@ -15,6 +15,13 @@ VARIANTS = ("base", "tuned")
 LABELS = {"exact_match": "exact match", "token_f1": "token F1", "rouge_l": "ROUGE-L",
           "answer_length": "answer length (words)"}
 TOP = 10
+SHOWN, NEW = "learned what it was shown", "generalises to new questions"
+# Said beside every side-by-side table: the two columns answer different questions.
+SMALL_BASE = ("The train-split column says whether the adapter learned the answers it was "
+              "trained on. The test column says whether it answers questions it never saw; a "
+              "small base that knows nothing beyond its own pre-training text can at best copy "
+              "the style and the words of the question there, not know a fact it was never "
+              "shown, so expect test scores near the base's.")
 
 
 def report_schema() -> dict:
@@ -141,6 +148,7 @@ def to_markdown(report: dict) -> str:
     gen = report["generation"]
     lines = [*_header(report), "## Loss and perplexity", "",
              *_loss_table(report["splits"], report["settings"]["confidence"]), ""]
+    lines += _side_by_side(report)
     if gen["summary"]:
         title = "Answers, base against tuned" if report["adapter"] else "Answers"
         lines += [f"## {title}", "",
@@ -167,6 +175,34 @@ def _header(report: dict) -> list[str]:
             f"{st['bootstrap_resamples']} resamples, seed {st['seed']}", ""]
 
 
+def _side_by_side(report: dict) -> list[str]:
+    """Train-split and test token F1 / ROUGE-L side by side, each column saying what it means."""
+    shown, new = (report.get("train_split") or {}).get("summary"), report["generation"]["summary"]
+    if not shown or not new:
+        return []
+    lines = ["## Train split against held-out", "",
+             f"| metric | train split: {SHOWN} ({report['train_split']['questions']} questions)"
+             f" | test: {NEW} ({report['generation']['questions']} questions) |", "|---|---|---|"]
+    lines += [f"| {LABELS[m]} | {_pair(shown[m])} | {_pair(new[m])} |"
+              for m in SCORES if m in shown and m in new]
+    return lines + ["", SMALL_BASE, "", *_pretraining_lines(report.get("base_pretraining")), ""]
+
+
+def _pair(cell: dict) -> str:
+    text = f"base {cell['base']['mean']:.3f}"
+    if "tuned" in cell:
+        text += f", tuned {cell['tuned']['mean']:.3f}, gain {_fmt(cell['gain'])}"
+    return text
+
+
+def _pretraining_lines(pre: dict | None) -> list[str]:
+    if pre is None:
+        return ["The base model records no pre-training (no pretraining.json beside it)."]
+    return [f"The base model was pre-trained on {pre['source']}: {pre['documents']} documents, "
+            f"{pre['tokens']} tokens, final loss {pre['final_loss']:.3f}. "
+            f"{pre['held_out_answers_seen']} of the test answers were among them."]
+
+
 def _categories(by_category: dict) -> list[str]:
     lines = ["## Token F1 per category", "",
              "| category | questions | base | tuned | gain |", "|---|---|---|---|---|"]
@@ -191,6 +227,28 @@ def _checkpoint_lines(ck: dict | None) -> list[str]:
                         f"(`{best['path']}`).", ""]
 
 
+def _summary_side_by_side(report: dict) -> list[str]:
+    shown, new = (report.get("train_split") or {}).get("summary"), report["generation"]["summary"]
+    if not shown or not new:
+        return []
+    return [f"  token F1, train split ({SHOWN}): {_pair(shown['token_f1'])}",
+            f"  token F1, test ({NEW}): {_pair(new['token_f1'])}"]
+
+
+def example_lines(report: dict) -> list[str]:
+    """One train-split question and one test question, each with its reference and the base
+    and tuned answers: the demo's before-and-after, on both kinds of question."""
+    lines = []
+    for title, qs in ((f"a question it was trained on ({SHOWN}?)",
+                       (report.get("train_split") or {}).get("answers", [])),
+                      (f"a question it never saw ({NEW}?)", report["questions"])):
+        if qs:
+            q = qs[0]
+            lines += [title + ":", f"  Q: {q['question']}", f"     reference: {q['reference']}"]
+            lines += [f"     {name}: {a!r}" for name, a in q["answers"].items()]
+    return lines
+
+
 def summary_lines(report: dict) -> list[str]:
     """A few lines for the terminal: loss per split, metric means with CIs, sample answers."""
     lines = [f"loss over {report['loss_tokens']}"]
@@ -206,6 +264,7 @@ def summary_lines(report: dict) -> list[str]:
         gain = f"; gain {_fmt(s['gain'])} ({pct}% CI)" if "gain" in s else ""
         lines.append(f"  {LABELS[m]}: base {s['base']['mean']:.3f}"
                      + (f", tuned {s['tuned']['mean']:.3f}" if "tuned" in s else "") + gain)
+    lines += _summary_side_by_side(report)
     best = (report["checkpoints"] or {}).get("best")
     if best:
         lines.append(f"  best checkpoint: step {best['step']} (valid loss "

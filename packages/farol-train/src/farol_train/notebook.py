@@ -10,9 +10,9 @@ import yaml
 from farol_core.errors import FarolError
 from farol_core.io import atomic_write_text
 
-from farol_train.run_config import resolve
 from farol_train.preflight import apply_profile, describe, profiles
 from farol_train.quantize import quantize
+from farol_train.run_config import resolve
 
 FIELDS = ("batch_size", "grad_accumulation_steps", "max_seq_length", "learning_rate", "iters")
 

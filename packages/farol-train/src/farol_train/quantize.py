@@ -1,5 +1,6 @@
 """Quantize a Hugging Face layout model into MLX format through mlx-lm's `convert`."""
 
+import shutil
 from pathlib import Path
 
 from farol_core.config import schema_default
@@ -7,6 +8,7 @@ from farol_core.errors import FarolError
 from farol_core.io import staged_dir
 from farol_core.model import check_model_dir
 from farol_core.template import CHAT_TEMPLATE, CHOICES
+from farol_core.tiny import PRETRAINING_FILE
 from mlx_lm import convert
 
 # What MLX's quantize supports. mlx-lm's convert reads bits 0 as "the default" and skips the
@@ -23,6 +25,8 @@ def quantize(model: str | Path, out: str | Path, bits: int = 4, group_size: int 
     beside it (`template`, as in the run config: Farol's Mistral layout by default, or with
     "model" the model's own, kept as convert copied it), so that mlx-lm's own tools prompt the
     model the way Farol trained it.
+    A pretraining.json (what the embedded model was pre-trained on) travels with the
+    weights.
     """
     _check_settings(bits, group_size)
     template = template or schema_default("train", "template")
@@ -33,6 +37,9 @@ def quantize(model: str | Path, out: str | Path, bits: int = 4, group_size: int 
         _convert(source, target, bits, group_size)
         if template == "mistral":
             (target / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+        record = Path(source) / PRETRAINING_FILE
+        if record.is_file():
+            shutil.copyfile(record, target / PRETRAINING_FILE)
     return Path(out)
 
 
