@@ -9,7 +9,6 @@ from farol_core.errors import FarolError
 from farol_core.io import atomic_write_text
 from farol_core.rundir import RunDir
 
-from farol_eval.checkpoints import find_checkpoints
 from farol_eval.plots import plot
 from farol_eval.report import LABELS
 from farol_eval.runlog import read_metrics, series
@@ -39,7 +38,7 @@ def summarize(run_dir: str | Path) -> dict:
         "best_val": {"step": best[1], "loss": best[0]} if best else None,
         "last_val": {"step": val_steps[-1], "loss": val[-1]} if val else None,
         "overfitting": overfitting(rows),
-        "checkpoints": [str(p) for _, p in find_checkpoints(run_dir)],
+        "checkpoints": [str(p) for p in RunDir(run_dir).checkpoints()],
         "best_adapter": _best_adapter(run_dir),
         "evaluation": _evaluation(RunDir(run_dir).report),
     }
