@@ -1,5 +1,6 @@
 """A copy of the short run with checkpoints saved at a few real training steps."""
 
+import json
 import shutil
 
 import mlx.optimizers as optim
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from farol_core.dataset import load_split
 from farol_core.model import load_model
-from farol_core.rundir import RunDir
+from farol_core.rundir import STATE_FILE, RunDir
 from farol_eval.evaluate import evaluate, run_config
 from farol_train.checkpoint import save_checkpoint
 from farol_train.data_order import DataOrder
@@ -28,12 +29,14 @@ def save_checkpoints(run_dir, config, trained_dir, steps=CHECKPOINT_STEPS):
     step = make_step(model, optimizer, 1, False, {"grad": None})
     order = DataOrder(train, tcfg["batch_size"], tcfg["max_seq_length"],
                       np.random.default_rng(0))
+    # A trainer state the schema accepts: the trained run's last one, at each step.
+    last = RunDir(trained_dir).checkpoint(tcfg["iters"])
+    state = json.loads((last / STATE_FILE).read_text(encoding="utf-8"))
     model.train()
     for it in range(max(steps) + 1):
         if it in steps:
-            save_checkpoint(run_dir, model, optimizer, adapter_config, {"step": it})
+            save_checkpoint(run_dir, model, optimizer, adapter_config, {**state, "step": it})
         step(order.next(), True)
-    last = RunDir(trained_dir).checkpoint(tcfg["iters"])
     shutil.copytree(last, RunDir(run_dir).checkpoint(tcfg["iters"]))
 
 

@@ -437,7 +437,7 @@ def test_a_wrong_trainer_state_is_skipped_and_killed_saves_are_swept(reference, 
     newest = ckpt.list_checkpoints(run_dir)[-1]
     state = json.loads((newest / ckpt.STATE_FILE).read_text())
     (newest / ckpt.STATE_FILE).write_text(json.dumps({**state, "step": "banana"}))
-    manifest = {p.name: ckpt._fingerprint(p) for p in newest.iterdir() if p.name != ckpt.MANIFEST}
+    manifest = {p.name: rundir.fingerprint(p) for p in newest.iterdir() if p.name != ckpt.MANIFEST}
     (newest / ckpt.MANIFEST).write_text(json.dumps(manifest))  # checksums match the bad state
     killed = run_dir / "checkpoints" / ".step-0000015.k1ll3d00"
     (killed / "new").mkdir(parents=True)
