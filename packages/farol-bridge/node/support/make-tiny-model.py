@@ -10,7 +10,7 @@ from farol_core.tiny import create_tiny_model
 from farol_data import texts
 from farol_train import quantize
 
-root = Path(__file__).resolve().parents[5]
+root = Path(__file__).resolve().parents[4]  # node/support/ -> the repo
 sample = root / "data" / "sample"
 out = Path(tempfile.mkdtemp(prefix="farol-node-"))
 tiny = create_tiny_model(out / "tiny", texts([sample / "farense_qa.jsonl"],
