@@ -177,11 +177,11 @@ def check_device() -> Check:
 
 def check_blas(state: dict | None = None) -> Check:
     """Which BLAS mlx's CPU matmuls use (`farol_core.blas`); on Linux the bundled reference
-    BLAS is ~30x slower than OpenBLAS, so it warns with the fix."""
+    BLAS is ~12x slower than OpenBLAS, so it warns with the fix."""
     state = state or blas_in_use()
     if state["blas"] == "reference" and sys.platform.startswith("linux"):
         return Check("blas", "warn", describe_blas(state),
-                     f"CPU matmuls are ~30x slower than with OpenBLAS: {BLAS_FIX} "
+                     f"CPU matmuls are ~12x slower than with OpenBLAS: {BLAS_FIX} "
                      f"(Debian/Ubuntu; Farol loads it by itself)")
     return Check("blas", "pass", describe_blas(state))
 
