@@ -3,8 +3,6 @@ prompt gets the same answer whether it runs alone or batched with others."""
 
 import json
 
-import pytest
-
 from tests.farol_bridge.conftest import BridgeProcess
 
 
@@ -33,8 +31,6 @@ def test_eight_prompts_get_distinct_answers_alone_and_batched_alike(pretrained_4
     assert [r["response"] for r in together] == alone
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 target not reached: the briefly pre-trained "
-                   "tiny base answers '' or '.' to most questions (docs/evaluation.md)")
 def test_eight_prompts_get_at_least_four_different_answers(pretrained_4bit, processed):
     server = BridgeProcess(pretrained_4bit)
     try:

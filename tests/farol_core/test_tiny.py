@@ -3,20 +3,28 @@
 import json
 
 import pytest
+from farol_core.blas import blas_in_use
 from farol_core.tiny import PRETRAINING_FILE, text_digest
 
-# Per-step pre-training losses of the `pretrained_tiny` fixture (30 steps, seed 0), recorded
+# Per-step pre-training losses of the `pretrained_tiny` fixture (300 steps, seed 0), recorded
 # on mlx 0.32.4 (CPU). A change to the loss, the windows, the schedule or the optimizer moves
-# them by far more than the tolerance, which only absorbs float32 summation order.
-GOLDEN_STEPS = {0: 7.1178, 1: 6.9097, 5: 6.4071, 10: 6.7968, 20: 5.8621, 29: 5.7152}
+# the early steps by far more than the tolerance, which only absorbs float32 summation order;
+# they are the same with OpenBLAS and with mlx's reference BLAS (farol_core.blas).
+GOLDEN_STEPS = {0: 7.1178, 1: 6.9097, 5: 6.0956, 10: 6.1569}
 TOLERANCE = 2e-3
+# Later, rounding differences grow through training: the two BLAS differ by 0.058 nats at step
+# 20, 0.035 at 50, 0.128 at 150 and 0.139 at 299 (measured). The reference BLAS is the same
+# code on every x86 CPU, so its values hold at TOLERANCE; OpenBLAS picks its kernels per CPU
+# (Cooperlake here), so its values get 0.3: they still catch a run that stops learning.
+GOLDEN_LATE = {"reference": ({20: 5.8915, 50: 5.6632, 150: 5.3198, 299: 5.0551}, TOLERANCE),
+               "openblas": ({20: 5.8332, 50: 5.6278, 150: 5.1921, 299: 4.9158}, 0.3)}
 
 
 def test_pretraining_record_names_its_source_and_every_document(pretrained_tiny):
     record = json.loads((pretrained_tiny / PRETRAINING_FILE).read_text())
     assert "train-split" in record["source"] and "held out" in record["source"]
     assert record["documents"] == len(record["document_sha256"]) > 100
-    assert len(record["losses"]) == record["settings"]["steps"] == 30
+    assert len(record["losses"]) == record["settings"]["steps"] == 300
 
 
 def test_the_base_never_saw_a_held_out_answer(pretrained_tiny, processed):
@@ -30,9 +38,15 @@ def test_the_base_never_saw_a_held_out_answer(pretrained_tiny, processed):
 
 def test_pretraining_losses_match_the_recorded_ones(pretrained_tiny):
     losses = json.loads((pretrained_tiny / PRETRAINING_FILE).read_text())["losses"]
-    assert losses[-1] < losses[0] - 0.5  # it learns, not only repeats
+    assert losses[-1] < losses[0] - 2  # it learns (7.12 -> 4.9-5.1), not only repeats
     for step, expected in GOLDEN_STEPS.items():
         assert losses[step] == pytest.approx(expected, abs=TOLERANCE), step
+    blas = blas_in_use()["blas"]
+    if blas not in GOLDEN_LATE:
+        pytest.skip(f"no later-step losses recorded for this platform's BLAS ({blas})")
+    late, tolerance = GOLDEN_LATE[blas]
+    for step, expected in late.items():
+        assert losses[step] == pytest.approx(expected, abs=tolerance), (blas, step)
 
 
 def test_quantize_keeps_the_pretraining_record(pretrained_tiny, pretrained_4bit):

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import mlx.core as mx
 import psutil
+from farol_core.blas import FIX as BLAS_FIX
+from farol_core.blas import blas_in_use
+from farol_core.blas import describe as describe_blas
 from farol_core.dataset import load_split, read_messages
 from farol_core.device import backend
 from farol_core.errors import FarolError
@@ -80,7 +83,7 @@ def device_memory(kind: str) -> int:
 
 def run_checks(cfg: dict) -> list[Check]:
     """Every check for the run config `cfg` (already resolved)."""
-    checks = [check_python(), *check_pins(), check_device(), check_ram(cfg),
+    checks = [check_python(), *check_pins(), check_device(), check_blas(), check_ram(cfg),
               check_disk(Path(cfg["runs_dir"])), *check_data(cfg), check_seq_advice(cfg)]
     model = check_model(Path(cfg["model"]), cfg["lora"]["num_layers"])
     checks.append(model)
@@ -170,6 +173,17 @@ def check_device() -> Check:
         return Check("device", "warn", detail, "no GPU: training works but is slow; use a Mac "
                      "with Apple Silicon or a CUDA machine for real models")
     return Check("device", "pass", detail)
+
+
+def check_blas(state: dict | None = None) -> Check:
+    """Which BLAS mlx's CPU matmuls use (`farol_core.blas`); on Linux the bundled reference
+    BLAS is ~12x slower than OpenBLAS, so it warns with the fix."""
+    state = state or blas_in_use()
+    if state["blas"] == "reference" and sys.platform.startswith("linux"):
+        return Check("blas", "warn", describe_blas(state),
+                     f"CPU matmuls are ~12x slower than with OpenBLAS: {BLAS_FIX} "
+                     f"(Debian/Ubuntu; Farol loads it by itself)")
+    return Check("blas", "pass", describe_blas(state))
 
 
 def check_ram(cfg: dict) -> Check:
