@@ -18,15 +18,17 @@ all of them go through RunDir, so a file name or a check on a checkpoint lives h
 
 import functools
 import json
+import os
 import re
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 
 from farol_core.config import load_schema
-from farol_core.io import read_log, sha256_file
+from farol_core.io import atomic_write_text, read_log, sha256_file, write_json
 
 ADAPTER_FILE = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -165,6 +167,26 @@ class RunDir:
         A line still being written has no newline yet, so it is left for the next read.
         """
         return read_log(self.metrics)
+
+    def write_status(self, state: str, step: int | None) -> None:
+        """status.json: training, or how the run ended, for the monitor. The pid and host let
+        it tell a live run from one whose process was killed."""
+        write_json(self.status, {"state": state, "step": step, "pid": os.getpid(),
+                                 "host": socket.gethostname()})
+
+    def mark_loading(self):
+        """Mark an existing run as loading, so a monitor started beside a resume does not read
+        the last attempt's end and leave; returns what puts the previous status.json back,
+        byte for byte, should loading fail."""
+        if not self.status.is_file():
+            return lambda: None
+        before = self.status.read_bytes()
+        self.write_status("loading", None)
+
+        def restore() -> None:
+            if self.path.is_dir():  # --fresh may have removed the run before failing
+                atomic_write_text(self.status, before.decode("utf-8"))
+        return restore
 
     def read_status(self) -> dict | None:
         """status.json as the trainer last wrote it, or None (none yet, or unreadable)."""

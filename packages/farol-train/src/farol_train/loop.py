@@ -6,8 +6,6 @@ data order continues from the saved epoch and batch, and MLX's random stream is 
 (seed, step) before every step.
 """
 
-import os
-import socket
 import time
 from functools import partial
 from pathlib import Path
@@ -18,7 +16,7 @@ import numpy as np
 from farol_core.config import typed
 from farol_core.dataset import evaluate_loss, load_split, masked_loss
 from farol_core.errors import FarolError, Interrupted
-from farol_core.io import atomic_write_text, write_json
+from farol_core.io import write_json
 from farol_core.model import load_model
 from farol_core.rundir import RunDir
 from mlx.utils import tree_flatten
@@ -74,19 +72,10 @@ def _load(cfg: dict, log, fresh: bool, group) -> "Trainer":
 
 
 def _loading_status(run_dir: Path, group):
-    """Mark an existing run as loading (for `invoke monitor`); returns what puts the previous
-    status.json back, byte for byte, should loading fail."""
-    path = RunDir(run_dir).status
-    if (group is not None and group.rank() != 0) or not path.is_file():
+    """Mark an existing run as loading (see RunDir.mark_loading); rank 0 alone writes."""
+    if group is not None and group.rank() != 0:
         return lambda: None
-    before = path.read_bytes()
-    write_json(path, {"state": "loading", "step": None, "pid": os.getpid(),
-                      "host": socket.gethostname()})
-
-    def restore() -> None:
-        if run_dir.is_dir():  # --fresh may have removed the run before failing
-            atomic_write_text(path, before.decode("utf-8"))
-    return restore
+    return RunDir(run_dir).mark_loading()
 
 
 class Trainer:
@@ -269,11 +258,8 @@ class Trainer:
         return self._result(stopped)
 
     def _status(self, state: str) -> None:
-        """runs/<name>/status.json: training, or how the run ended, for the monitor. The pid
-        and host let it tell a live run from one whose process was killed."""
         if self.main:
-            write_json(self.rundir.status, {"state": state, "step": self.step,
-                                            "pid": os.getpid(), "host": socket.gethostname()})
+            self.rundir.write_status(state, self.step)
 
     def _one_step(self) -> float:
         self.step += 1
