@@ -61,13 +61,18 @@ def bridge(tiny_4bit):
     return Bridge(str(tiny_4bit), max_tokens=4, max_tokens_cap=4, max_prompt_tokens=200)
 
 
-@pytest.fixture
-def server(tiny_4bit):
-    proc = BridgeProcess(tiny_4bit)
+def serving(model):
+    """A BridgeProcess for a fixture to yield; killed afterwards if it is still running."""
+    proc = BridgeProcess(model)
     yield proc
     if proc.proc.poll() is None:
         proc.proc.kill()
         proc.proc.wait()
+
+
+@pytest.fixture
+def server(tiny_4bit):
+    yield from serving(tiny_4bit)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.farol_bridge.conftest import BIN, BridgeProcess
+from tests.farol_bridge.conftest import BIN, serving
 
 BOUND_S = 30  # far above any answer here (well under 1 s alone); a stalled request never comes
 PROMPTS = ["Quem foi Hassan Nader?", "Olá", "Em que ano foi fundado o Farense?", "Faro",
@@ -25,11 +25,7 @@ PROMPTS = ["Quem foi Hassan Nader?", "Olá", "Em que ano foi fundado o Farense?"
 
 @pytest.fixture(scope="module")
 def live(tiny_4bit):
-    proc = BridgeProcess(tiny_4bit)
-    yield proc
-    if proc.proc.poll() is None:
-        proc.proc.kill()
-        proc.proc.wait()
+    yield from serving(tiny_4bit)
 
 
 def generate(rid, i, **options):
