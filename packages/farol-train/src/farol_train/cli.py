@@ -5,10 +5,8 @@ import sys
 from pathlib import Path
 
 import click
-import yaml
 from farol_core.device import backend
 from farol_core.errors import FarolError, exit_on_error
-from farol_core.io import atomic_write_text
 from farol_core.template import CHOICES
 
 from farol_train import calibrate, distributed, launch, wizard
@@ -179,7 +177,7 @@ def configure_cmd(out, force):
         click.echo(f"warning: {warning}")
     path = Path(out) if out else \
         _may_write(Path(click.prompt("write config to", default=f"configs/{cfg['name']}.yaml")))
-    atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False))
+    wizard.write_config(cfg, path)
     click.echo(f"wrote {path}; train with: {wizard.train_command(path)}")
 
 

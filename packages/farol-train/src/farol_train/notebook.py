@@ -8,11 +8,11 @@ from pathlib import Path
 
 import yaml
 from farol_core.errors import FarolError
-from farol_core.io import atomic_write_text
 
 from farol_train.preflight import apply_profile, describe, profiles
 from farol_train.quantize import quantize
 from farol_train.run_config import resolve
+from farol_train.wizard import write_config as save_config
 
 FIELDS = ("batch_size", "grad_accumulation_steps", "max_seq_length", "learning_rate", "iters")
 
@@ -53,7 +53,7 @@ def write_config(cfg: dict, out: str | Path, profile: str | None = None,
     cfg = resolve(cfg)  # the schema checks the user's values too
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, yaml.safe_dump(cfg, sort_keys=False))
+    save_config(cfg, out)
     return out
 
 

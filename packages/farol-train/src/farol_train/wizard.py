@@ -10,6 +10,9 @@ import json
 import math
 from pathlib import Path
 
+import yaml
+from farol_core.io import atomic_write_text
+
 # (section, key, why): what the custom mode asks after the memory settings, in order. The
 # defaults come from the run schema, through `farol_train.loop.resolve`.
 QUESTIONS = [
@@ -93,3 +96,10 @@ def plan_warning(cfg: dict, train_count: int | None) -> str | None:
 def train_command(path: str | Path) -> str:
     """The line that trains the written config."""
     return f"invoke train --config {path}"
+
+
+def write_config(cfg: dict, path: str | Path) -> Path:
+    """Write a run config as YAML, atomically: the file `farol-train configure` and the
+    notebook's wizard both write."""
+    atomic_write_text(Path(path), yaml.safe_dump(cfg, sort_keys=False))
+    return Path(path)
