@@ -58,7 +58,7 @@ class _Typed(Task):
 @exit_on_error
 def tiny_model(c, out=str(TINY), force=False, random=False):
     """Create the embedded tiny Mistral model: a BPE tokenizer and a short pre-training (about
-    50 s on 2 cores with OpenBLAS), both on the sample's train split only; pretraining.json says
+    30 s on 2 cores with OpenBLAS), both on the sample's train split only; pretraining.json says
     what on."""
     from farol_core.tiny import create_tiny_model
     from farol_data.corpus import train_split_corpus

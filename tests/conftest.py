@@ -39,7 +39,7 @@ def tiny_4bit(tiny_model) -> Path:
     return quantize(tiny_model, tiny_model.parent / "tiny-4bit")
 
 
-# Half of `invoke tiny-model`'s pre-training (300 of 600 steps: ~25 s on 2 cores with OpenBLAS,
+# Most of `invoke tiny-model`'s pre-training (300 of 400 steps: ~25 s on 2 cores with OpenBLAS,
 # ~3 min with mlx's reference BLAS): enough for 8 questions to get at least 4 different answers
 # with either BLAS (150 steps gave 2 with the reference BLAS), which random weights never give.
 TEST_PRETRAINING = {"steps": 300}

@@ -10,14 +10,14 @@ from farol_core.tiny import PRETRAINING_FILE, text_digest
 # on mlx 0.32.4 (CPU). A change to the loss, the windows, the schedule or the optimizer moves
 # the early steps by far more than the tolerance, which only absorbs float32 summation order;
 # they are the same with OpenBLAS and with mlx's reference BLAS (farol_core.blas).
-GOLDEN_STEPS = {0: 7.1178, 1: 6.9097, 5: 6.0956, 10: 6.1569}
+GOLDEN_STEPS = {0: 7.1178, 1: 7.0723, 5: 6.6693, 10: 6.0912}
 TOLERANCE = 2e-3
-# Later, rounding differences grow through training: the two BLAS differ by 0.058 nats at step
-# 20, 0.035 at 50, 0.128 at 150 and 0.139 at 299 (measured). The reference BLAS is the same
-# code on every x86 CPU, so its values hold at TOLERANCE; OpenBLAS picks its kernels per CPU
-# (Cooperlake here), so its values get 0.3: they still catch a run that stops learning.
-GOLDEN_LATE = {"reference": ({20: 5.8915, 50: 5.6632, 150: 5.3198, 299: 5.0551}, TOLERANCE),
-               "openblas": ({20: 5.8332, 50: 5.6278, 150: 5.1921, 299: 4.9158}, 0.3)}
+# Later steps: at learning rate 1e-3 the two BLAS agreed to 1e-4 up to step 299 (measured; at
+# the old 1e-2 they drifted 0.14 apart). The reference BLAS is the same code on every x86 CPU,
+# so its values hold at TOLERANCE; OpenBLAS picks its kernels per CPU (Cooperlake here), so its
+# values get 0.3: they still catch a run that stops learning.
+GOLDEN_LATE = {"reference": ({20: 5.6237, 50: 4.9271, 150: 2.0263, 299: 0.6882}, TOLERANCE),
+               "openblas": ({20: 5.6237, 50: 4.9271, 150: 2.0263, 299: 0.6881}, 0.3)}
 
 
 def test_pretraining_record_names_its_source_and_every_document(pretrained_tiny):
@@ -38,7 +38,7 @@ def test_the_base_never_saw_a_held_out_answer(pretrained_tiny, processed):
 
 def test_pretraining_losses_match_the_recorded_ones(pretrained_tiny):
     losses = json.loads((pretrained_tiny / PRETRAINING_FILE).read_text())["losses"]
-    assert losses[-1] < losses[0] - 2  # it learns (7.12 -> 4.9-5.1), not only repeats
+    assert losses[-1] < losses[0] - 5  # it learns the answers' text (7.12 -> ~0.7)
     for step, expected in GOLDEN_STEPS.items():
         assert losses[step] == pytest.approx(expected, abs=TOLERANCE), step
     blas = blas_in_use()["blas"]

@@ -11,11 +11,12 @@ from farol_eval.generation import answer
 from farol_eval.metrics import token_f1
 from farol_train import train
 
+KEYS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
+
+# Catches an adapter that is trained but not applied at generation, a prompt mask that hides
+# the answer, and a chat template that differs between training and generation.
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 17 target not reached: on the session's "
-                   "300-step pre-trained base (loss ~5.0), 40 LoRA steps do not move all four "
-                   "answers towards their references (docs/evaluation.md)")
 def test_a_trained_adapter_moves_answers_towards_their_references(pretrained_4bit, processed,
                                                                    tmp_path):
     data = tmp_path / "data"
@@ -24,8 +25,9 @@ def test_a_trained_adapter_moves_answers_towards_their_references(pretrained_4bi
     (data / "train.jsonl").write_text("\n".join(lines[:4]) + "\n")  # four questions to learn
     (data / "valid.jsonl").write_text((processed / "valid.jsonl").read_text())
     config = {"name": "learn", "seed": 0, "model": str(pretrained_4bit), "data": str(data),
-              "runs_dir": str(tmp_path / "runs"), "lora": {"num_layers": 4, "rank": 8},
-              "training": {"iters": 40, "batch_size": 4, "learning_rate": 1e-2,
+              "runs_dir": str(tmp_path / "runs"),
+              "lora": {"num_layers": 4, "rank": 16, "keys": KEYS},
+              "training": {"iters": 40, "batch_size": 4, "learning_rate": 5e-4,
                            "steps_per_eval": 40, "val_batches": 1, "save_every": 40}}
     result = train(config, log=lambda _: None)
     chats = read_messages(data / "train.jsonl")
