@@ -24,9 +24,9 @@ def test_eight_prompts_get_distinct_answers_alone_and_batched_alike(pretrained_4
         together = [server.final(f"b{i}", timeout=60) for i in range(len(questions))]
     finally:
         server.close()
-    # Not all one string (random weights gave 8 equal answers), so a swap between requests
-    # whose answers differ, or every request getting the first one's answer, fails below.
-    assert len(set(alone)) >= 2, alone
+    # At least 4 different strings (random weights gave 8 equal answers), so a swap between
+    # requests, or every request getting the first one's answer, fails the comparison below.
+    assert len(set(alone)) >= 4, alone
     assert any(r["timing"]["batched"] for r in together)
     assert [r["response"] for r in together] == alone
 
