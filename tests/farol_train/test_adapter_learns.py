@@ -10,8 +10,7 @@ from farol_eval import checkpoints
 from farol_eval.generation import answer
 from farol_eval.metrics import token_f1
 from farol_train import train
-
-KEYS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+from farol_train.memory import ALL_KEYS
 
 
 # Catches an adapter that is trained but not applied at generation, a prompt mask that hides
@@ -26,7 +25,7 @@ def test_a_trained_adapter_moves_answers_towards_their_references(pretrained_4bi
     (data / "valid.jsonl").write_text((processed / "valid.jsonl").read_text())
     config = {"name": "learn", "seed": 0, "model": str(pretrained_4bit), "data": str(data),
               "runs_dir": str(tmp_path / "runs"),
-              "lora": {"num_layers": 4, "rank": 16, "keys": KEYS},
+              "lora": {"num_layers": 4, "rank": 16, "keys": ALL_KEYS},
               "training": {"iters": 40, "batch_size": 4, "learning_rate": 5e-4,
                            "steps_per_eval": 40, "val_batches": 1, "save_every": 40}}
     result = train(config, log=lambda _: None)
